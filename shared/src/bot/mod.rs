@@ -1,0 +1,1 @@
+//! The bot cycle: crawl -> analyze -> signal -> size -> execute -> record.

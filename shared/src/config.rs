@@ -1,0 +1,434 @@
+//! Typed, layered configuration: defaults -> optional TOML file -> `DATABASE_URL` / `REDIS_URL`
+//! -> `TRADEFLEET__SECTION__KEY` environment variables. Unknown keys and bad values fail at start-up
+//! with the key that is wrong.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::exchange::http::HttpSettings;
+use crate::exchange::paper::PaperSettings;
+
+/// A configuration that cannot be used, with the key and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub scheduler: SchedulerConfig,
+    pub worker: WorkerConfig,
+    pub exchange: ExchangeConfig,
+    pub paper: PaperSettings,
+    pub vault: VaultConfig,
+    pub telemetry: TelemetryConfig,
+    pub llm: LlmConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://...` in production; the embedded default is a SQLite file under `./data/`.
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://./data/tradefleet.sqlite?mode=rwc".into(),
+            max_connections: 10,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Prefix of every key the fleet writes, so several fleets (or tests) share one Redis.
+    pub key_prefix: String,
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "tf".into(),
+            response_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// How often due subscriptions are read.
+    pub tick_ms: u64,
+    /// Subscriptions read and enqueued per transaction.
+    pub batch_size: u32,
+    /// Leader lease; a standby takes over within this time after the leader dies.
+    pub lease_ttl_ms: u64,
+    /// Spread each subscription's start over up to this many ms after its slot (0 = off).
+    pub jitter_ms: u64,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: String,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: 1_000,
+            batch_size: 1_000,
+            lease_ttl_ms: 10_000,
+            jitter_ms: 0,
+            listen: "127.0.0.1:9101".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Cycles run at once by one worker process.
+    pub concurrency: u32,
+    /// TTL of the per-subscription lock; renewed every TTL/3 while the cycle runs.
+    pub lock_ttl_ms: u64,
+    /// How long SIGTERM waits for in-flight cycles.
+    pub shutdown_deadline_ms: u64,
+    /// Attempts of a job before it goes to dead letters.
+    pub max_attempts: u32,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: String,
+    /// Worker id; `{host}-{pid}-{random}` when unset, so no two processes share one.
+    pub id: Option<String>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            lock_ttl_ms: 30_000,
+            shutdown_deadline_ms: 30_000,
+            max_attempts: 5,
+            listen: "127.0.0.1:9102".into(),
+            id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeConfig {
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultConfig {
+    /// `id:base64key` pairs, comma-separated, newest last. Never logged.
+    #[serde(skip_serializing)]
+    pub keys: Option<SecretString>,
+    /// A file holding the same (e.g. a mounted Kubernetes secret).
+    pub keys_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `tracing` filter directive (`info`, `tradefleet=debug,info`).
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// OTLP/HTTP endpoint; also read from `OTEL_EXPORTER_OTLP_ENDPOINT`. Export is off when unset.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
+            service_name: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// Ask an LLM during analysis (bots of kind LLM, sizing method `llm_hybrid`).
+    pub enabled: bool,
+    /// OpenAI-compatible chat-completions base URL.
+    pub base_url: String,
+    pub model: String,
+    #[serde(skip_serializing)]
+    pub api_key: Option<SecretString>,
+    pub timeout_ms: u64,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_url: "https://api.openai.com/v1".into(),
+            model: "gpt-4o-mini".into(),
+            api_key: None,
+            timeout_ms: 20_000,
+        }
+    }
+}
+
+/// Where configuration comes from; the environment is passed in so tests need not mutate it.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    pub file: Option<PathBuf>,
+    /// Environment variables to apply (usually `std::env::vars()`).
+    pub env: Vec<(String, String)>,
+}
+
+impl ConfigSources {
+    /// The file given on the command line and the process environment.
+    pub fn from_process(file: Option<&Path>) -> Self {
+        Self {
+            file: file.map(Path::to_path_buf),
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+impl Config {
+    /// Load and validate. Errors name the offending key (and file).
+    pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = &sources.file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(file));
+        }
+        let get = |name: &str| {
+            sources
+                .env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(url) = get("DATABASE_URL") {
+            fig = fig.merge(Serialized::default("database.url", url));
+        }
+        if let Some(url) = get("REDIS_URL") {
+            fig = fig.merge(Serialized::default("redis.url", url));
+        }
+        if let Some(ep) = get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|s| !s.is_empty()) {
+            fig = fig.merge(Serialized::default("telemetry.otlp_endpoint", ep));
+        }
+        // TRADEFLEET__SECTION__KEY; single-underscore TRADEFLEET_* variables (API keys for
+        // one-off CLI use) are not configuration and are left alone.
+        for (key, value) in sources
+            .env
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("TRADEFLEET__").map(|rest| (rest, v)))
+        {
+            let path = key.to_ascii_lowercase().replace("__", ".");
+            if path.is_empty() {
+                continue;
+            }
+            let parsed = parse_env_value(value);
+            fig = fig.merge(Serialized::default(&path, parsed));
+        }
+        let config: Config = fig.extract().map_err(|e| {
+            ConfigError(
+                e.into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if !(self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://")
+            || self.database.url.starts_with("sqlite:"))
+        {
+            return bad(
+                "database.url",
+                "must start with postgres://, postgresql:// or sqlite:",
+            );
+        }
+        if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
+            return bad("redis.url", "must start with redis:// or rediss://");
+        }
+        if self.worker.concurrency == 0 {
+            return bad("worker.concurrency", "must be at least 1");
+        }
+        if self.worker.lock_ttl_ms < 1_000 {
+            return bad("worker.lock_ttl_ms", "must be at least 1000");
+        }
+        if self.worker.max_attempts == 0 {
+            return bad("worker.max_attempts", "must be at least 1");
+        }
+        if self.scheduler.tick_ms == 0 {
+            return bad("scheduler.tick_ms", "must be at least 1");
+        }
+        if self.scheduler.batch_size == 0 {
+            return bad("scheduler.batch_size", "must be at least 1");
+        }
+        if self.scheduler.lease_ttl_ms < 1_000 {
+            return bad("scheduler.lease_ttl_ms", "must be at least 1000");
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(char::is_whitespace) {
+            return bad("redis.key_prefix", "must be non-empty without spaces");
+        }
+        Ok(())
+    }
+}
+
+/// Environment values are typed like TOML scalars: integers, floats and booleans as such,
+/// everything else as a string.
+fn parse_env_value(value: &str) -> figment::value::Value {
+    use figment::value::Value;
+    let t = value.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Value::from(i);
+    }
+    if t.contains('.')
+        && let Ok(f) = t.parse::<f64>()
+        && f.is_finite()
+    {
+        // Keep the text too: decimals (money) deserialize from strings exactly.
+        return Value::from(t.to_string());
+    }
+    match t {
+        "true" => Value::from(true),
+        "false" => Value::from(false),
+        _ => Value::from(value.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::io::Write;
+
+    fn load_toml(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        Config::load(&ConfigSources {
+            file: Some(f.path().to_path_buf()),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn defaults_serve_the_embedded_mode() {
+        let c = Config::load(&ConfigSources::default()).unwrap();
+        assert!(c.database.url.starts_with("sqlite://./data/"));
+        assert_eq!(c.redis.url, "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_toml("[worker]\nconcurency = 4\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("concurency"), "{err}");
+        assert!(err.contains("worker"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let err = load_toml("[wrker]\nconcurrency = 4\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wrker"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = load_toml("[worker]\nconcurrency = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker.concurrency"), "{err}");
+        let err = load_toml("[worker]\nconcurrency = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker.concurrency"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_conventional_urls_apply() {
+        let c = load_toml(
+            "[worker]\nconcurrency = 4\n",
+            &[
+                ("TRADEFLEET__WORKER__CONCURRENCY", "9"),
+                ("DATABASE_URL", "postgres://localhost/x"),
+                ("TRADEFLEET__PAPER__TAKER_FEE", "0.0004"),
+                ("TRADEFLEET__VAULT__KEYS", "k1:AAAA"),
+                ("TRADEFLEET_API_KEY", "not-config"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.worker.concurrency, 9);
+        assert_eq!(c.database.url, "postgres://localhost/x");
+        assert_eq!(c.paper.taker_fee.to_string(), "0.0004");
+        assert_eq!(c.vault.keys.unwrap().expose_secret(), "k1:AAAA");
+    }
+
+    #[test]
+    fn bad_env_value_is_named() {
+        let err = Config::load(&ConfigSources {
+            file: None,
+            env: vec![("TRADEFLEET__SCHEDULER__TICK_MS".into(), "soon".into())],
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("scheduler.tick_ms"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let c = Config::load(&ConfigSources {
+            file: None,
+            env: vec![("TRADEFLEET__LLM__API_KEY".into(), "sk-very-secret".into())],
+        })
+        .unwrap();
+        assert!(!format!("{c:?}").contains("sk-very-secret"));
+    }
+}

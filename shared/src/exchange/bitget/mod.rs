@@ -1,0 +1,13 @@
+//! Bitget V2 USDT-FUTURES adapter (not built yet: the registry reports it as unavailable).
+
+use super::registry::{VenueDescriptor, not_yet_available};
+
+pub const DESCRIPTOR: VenueDescriptor = VenueDescriptor {
+    name: "bitget",
+    display_name: "Bitget V2 USDT-FUTURES",
+    has_testnet: true,
+    needs_passphrase: true,
+    trades_in_contracts: false,
+    notes: "adapter not available yet",
+    build: not_yet_available,
+};

@@ -1,0 +1,13 @@
+//! Kraken Futures adapter (not built yet: the registry reports it as unavailable).
+
+use super::registry::{VenueDescriptor, not_yet_available};
+
+pub const DESCRIPTOR: VenueDescriptor = VenueDescriptor {
+    name: "kraken",
+    display_name: "Kraken Futures",
+    has_testnet: true,
+    needs_passphrase: false,
+    trades_in_contracts: false,
+    notes: "adapter not available yet",
+    build: not_yet_available,
+};

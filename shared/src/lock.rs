@@ -1,0 +1,1 @@
+//! Redis distributed lock per subscription: token + TTL + renewal + fencing token.

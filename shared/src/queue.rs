@@ -1,0 +1,1 @@
+//! Job types put on the queue (trading cycles) and their payload codec.

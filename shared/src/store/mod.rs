@@ -1,0 +1,1 @@
+//! SeaORM entities and the typed store operations over PostgreSQL and SQLite.

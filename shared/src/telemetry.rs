@@ -1,0 +1,1 @@
+//! Logging, tracing spans, Prometheus registry and optional OTLP export.
