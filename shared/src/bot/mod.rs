@@ -1,1 +1,5 @@
 //! The bot cycle: crawl -> analyze -> signal -> size -> execute -> record.
+
+pub mod order_ids;
+pub mod risk;
+pub mod sizing;
