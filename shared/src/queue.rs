@@ -1,1 +1,0 @@
-//! Job types put on the queue (trading cycles) and their payload codec.
