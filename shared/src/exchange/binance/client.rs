@@ -11,8 +11,8 @@ use super::VENUE;
 use super::errors::decode;
 use super::signing::{query_string, signed_query};
 use super::wire::{
-    Account, Ack, ExchangeInfo, KlineRow, LeverageBracketResponse, LeverageSet,
-    OpenAlgoOrders, PositionRisk, ServerTime, TickerPrice, WireAlgoOrder, WireOrder,
+    Account, Ack, ExchangeInfo, KlineRow, LeverageBracketResponse, LeverageSet, OpenAlgoOrders,
+    PositionRisk, ServerTime, TickerPrice, WireAlgoOrder, WireOrder,
 };
 use crate::exchange::http::{ClockOffset, RateLimiter, RequestKind, VenueHttp};
 use crate::exchange::{Credentials, ExchangeError, ExchangeResult};
@@ -161,8 +161,7 @@ impl BinanceClient {
             let mut key = HeaderValue::from_str(creds.api_key.expose_secret()).map_err(|_| {
                 ExchangeError::Config {
                     venue: VENUE,
-                    message: "the API key contains characters not allowed in an HTTP header"
-                        .into(),
+                    message: "the API key contains characters not allowed in an HTTP header".into(),
                 }
             })?;
             key.set_sensitive(true);
@@ -200,7 +199,12 @@ impl BinanceClient {
     /// GET /fapi/v1/time; also records the clock offset.
     pub(crate) async fn get_time(&self) -> ExchangeResult<ServerTime> {
         let sent = Utc::now();
-        let call = Call::new(Method::GET, "/fapi/v1/time", Security::Public, RequestKind::Read);
+        let call = Call::new(
+            Method::GET,
+            "/fapi/v1/time",
+            Security::Public,
+            RequestKind::Read,
+        );
         // Not through `run`: the resync hook calls this, so it must not resync itself.
         let t: ServerTime = self
             .http
@@ -329,7 +333,10 @@ impl BinanceClient {
     }
 
     /// GET /fapi/v1/openOrders?symbol=
-    pub(crate) async fn get_open_orders(&self, venue_symbol: &str) -> ExchangeResult<Vec<WireOrder>> {
+    pub(crate) async fn get_open_orders(
+        &self,
+        venue_symbol: &str,
+    ) -> ExchangeResult<Vec<WireOrder>> {
         self.run(
             Call::new(
                 Method::GET,
@@ -379,7 +386,10 @@ impl BinanceClient {
     }
 
     /// GET /fapi/v1/algoOrder?clientAlgoId=
-    pub(crate) async fn get_algo_order(&self, client_algo_id: &str) -> ExchangeResult<WireAlgoOrder> {
+    pub(crate) async fn get_algo_order(
+        &self,
+        client_algo_id: &str,
+    ) -> ExchangeResult<WireAlgoOrder> {
         self.run(
             Call::new(
                 Method::GET,
@@ -500,10 +510,7 @@ impl BinanceClient {
     }
 
     /// DELETE /fapi/v1/algoOpenOrders?symbol=
-    pub(crate) async fn delete_algo_open_orders(
-        &self,
-        venue_symbol: &str,
-    ) -> ExchangeResult<Ack> {
+    pub(crate) async fn delete_algo_open_orders(&self, venue_symbol: &str) -> ExchangeResult<Ack> {
         self.run(
             Call::new(
                 Method::DELETE,

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::wire::ApiError;
 use super::VENUE;
+use super::wire::ApiError;
 use crate::exchange::ExchangeError;
 use crate::exchange::http::{RawResponse, RequestKind, truncate};
 
@@ -85,7 +85,11 @@ pub(crate) fn decode<T: DeserializeOwned>(
         let detail = api_error
             .map(|e| format!("{} {}", e.code, truncate(&e.msg, 300)))
             .unwrap_or_else(|| truncate(&raw.body, 300).to_string());
-        let what = if status == 418 { "IP banned" } else { "too many requests" };
+        let what = if status == 418 {
+            "IP banned"
+        } else {
+            "too many requests"
+        };
         return Err(ExchangeError::RateLimited {
             venue: VENUE,
             retry_after: raw.retry_after(),
@@ -169,15 +173,21 @@ mod tests {
             Some("FOOUSDT"),
         )
         .unwrap_err();
-        assert!(matches!(e, ExchangeError::UnknownSymbol { ref symbol, .. } if symbol == "FOOUSDT"));
+        assert!(
+            matches!(e, ExchangeError::UnknownSymbol { ref symbol, .. } if symbol == "FOOUSDT")
+        );
         let e = decode::<serde_json::Value>(&raw(503, "oops"), "/x", RequestKind::Write, None)
             .unwrap_err();
         assert_eq!(e.kind(), "outcome_unknown");
         let e = decode::<Vec<i64>>(&raw(200, "[1,"), "/x", RequestKind::Read, None).unwrap_err();
         assert_eq!(e.kind(), "malformed_response");
-        let ok: serde_json::Value =
-            decode(&raw(200, r#"{"code":200,"msg":"done"}"#), "/x", RequestKind::Write, None)
-                .unwrap();
+        let ok: serde_json::Value = decode(
+            &raw(200, r#"{"code":200,"msg":"done"}"#),
+            "/x",
+            RequestKind::Write,
+            None,
+        )
+        .unwrap();
         assert_eq!(ok["code"], 200);
     }
 }

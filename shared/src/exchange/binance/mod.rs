@@ -98,7 +98,12 @@ fn num(d: Decimal) -> String {
 }
 
 /// `value` must already sit on the `increment` grid: rounding here only checks, never resizes.
-fn on_grid(what: &str, value: Decimal, increment: Decimal, round: Round) -> ExchangeResult<Decimal> {
+fn on_grid(
+    what: &str,
+    value: Decimal,
+    increment: Decimal,
+    round: Round,
+) -> ExchangeResult<Decimal> {
     let rounded = round_to_increment(value, increment, round);
     if rounded != value {
         return Err(invalid(format!(
@@ -198,10 +203,13 @@ impl Binance {
                 p.push(("side", side.into()));
                 match request.order_type {
                     OrderType::Limit => {
-                        let price = request
-                            .price
-                            .filter(|p| *p > Decimal::ZERO)
-                            .ok_or_else(|| invalid("a limit order needs a positive price".into()))?;
+                        let price =
+                            request
+                                .price
+                                .filter(|p| *p > Decimal::ZERO)
+                                .ok_or_else(|| {
+                                    invalid("a limit order needs a positive price".into())
+                                })?;
                         let price = on_grid("price", price, inst.tick_size, Round::Nearest)?;
                         if inst.min_notional > Decimal::ZERO
                             && !request.reduce_only
@@ -308,7 +316,8 @@ impl Exchange for Binance {
     }
 
     async fn balance(&self, asset: &str) -> ExchangeResult<Balance> {
-        self.client.require_credentials("balance (/fapi/v3/account)")?;
+        self.client
+            .require_credentials("balance (/fapi/v3/account)")?;
         let account = self.client.get_account().await?;
         Ok(parse::parse_balance(&account, asset))
     }
@@ -367,7 +376,11 @@ impl Exchange for Binance {
     ) -> ExchangeResult<()> {
         self.client.require_credentials("cancel_order")?;
         let vs = venue_symbol(symbol)?;
-        match self.client.delete_order(&vs, client_order_id.as_str()).await {
+        match self
+            .client
+            .delete_order(&vs, client_order_id.as_str())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(ExchangeError::OrderNotFound { .. }) => {
                 // Not a regular order: it may be a conditional one.

@@ -145,7 +145,10 @@ pub(crate) fn parse_rules(
         return Err(ExchangeError::malformed(
             VENUE,
             EP,
-            format!("{}: tick {tick_size} / step {step_size} must be positive", info.symbol),
+            format!(
+                "{}: tick {tick_size} / step {step_size} must be positive",
+                info.symbol
+            ),
         ));
     }
     let (market_step, market_min_qty) = market_lot.unwrap_or((step_size, min_quantity));
@@ -385,7 +388,10 @@ mod tests {
 
     macro_rules! fixture {
         ($name:literal) => {
-            ($name, include_str!(concat!("../../../tests/fixtures/binance/", $name)))
+            (
+                $name,
+                include_str!(concat!("../../../tests/fixtures/binance/", $name)),
+            )
         };
     }
 
@@ -429,7 +435,11 @@ mod tests {
         match name {
             "klines.json" | "klines_official.json" => {
                 let rows: Vec<KlineRow> = decode(&raw, "/fapi/v1/klines", r, None)?;
-                let tf = if name == "klines.json" { Timeframe::M1 } else { Timeframe::W1 };
+                let tf = if name == "klines.json" {
+                    Timeframe::M1
+                } else {
+                    Timeframe::W1
+                };
                 parse_klines(&rows, tf, 0).map(|_| ())
             }
             "place_order.json" | "query_order.json" => {
@@ -454,7 +464,8 @@ mod tests {
                 decode::<Account>(&raw, "/fapi/v3/account", r, None).map(|_| ())
             }
             "leverage.json" => {
-                decode::<super::super::wire::LeverageSet>(&raw, "/fapi/v1/leverage", r, None).map(|_| ())
+                decode::<super::super::wire::LeverageSet>(&raw, "/fapi/v1/leverage", r, None)
+                    .map(|_| ())
             }
             "cancel_all.json" | "algo_cancel.json" => {
                 decode::<Ack>(&raw, "/fapi/v1/allOpenOrders", r, None).map(|_| ())
@@ -469,14 +480,17 @@ mod tests {
             }
             "exchange_info.json" => {
                 let info: ExchangeInfo = decode(&raw, "/fapi/v1/exchangeInfo", r, None)?;
-                let s = info.symbols.iter().find(|s| s.symbol == "BTCUSDT").ok_or_else(|| {
-                    ExchangeError::malformed(VENUE, "/fapi/v1/exchangeInfo", "no BTCUSDT")
-                })?;
+                let s = info
+                    .symbols
+                    .iter()
+                    .find(|s| s.symbol == "BTCUSDT")
+                    .ok_or_else(|| {
+                        ExchangeError::malformed(VENUE, "/fapi/v1/exchangeInfo", "no BTCUSDT")
+                    })?;
                 parse_rules(&btc, s, Decimal::from(20)).map(|_| ())
             }
             "leverage_bracket.json" => {
-                let b: LeverageBracketResponse =
-                    decode(&raw, "/fapi/v1/leverageBracket", r, None)?;
+                let b: LeverageBracketResponse = decode(&raw, "/fapi/v1/leverageBracket", r, None)?;
                 parse_max_leverage(b, "BTCUSDT").map(|_| ())
             }
             "open_algo_orders" => {
