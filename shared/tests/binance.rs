@@ -232,6 +232,18 @@ fn limit_sell() -> OrderRequest {
     }
 }
 
+fn stop_sell() -> OrderRequest {
+    OrderRequest {
+        client_order_id: cid("tf1stop0001"),
+        order_type: OrderType::StopMarket,
+        quantity: dec!(0.009),
+        price: None,
+        trigger_price: Some(dec!(60000.0)),
+        reduce_only: true,
+        ..limit_sell()
+    }
+}
+
 // ---------- registry, signing ----------
 
 #[test]
@@ -1338,6 +1350,33 @@ async fn truncated_bodies_from_every_endpoint_are_errors() {
             "cancel_all.json",
             |ex| Box::pin(async move { ex.cancel_all(&btc()).await.map(|_| ()) }),
         ),
+        (
+            "GET",
+            "/fapi/v1/leverageBracket",
+            "leverage_bracket.json",
+            |ex| Box::pin(async move { ex.instrument(&btc()).await.map(|_| ()) }),
+        ),
+        ("POST", "/fapi/v1/algoOrder", "algo_order.json", |ex| {
+            Box::pin(async move { ex.place_order(&stop_sell()).await.map(|_| ()) })
+        }),
+        ("GET", "/fapi/v1/openAlgoOrders", "algo_order.json", |ex| {
+            Box::pin(async move { ex.open_orders(&btc()).await.map(|_| ()) })
+        }),
+        ("GET", "/fapi/v1/algoOrder", "algo_order.json", |ex| {
+            Box::pin(async move { ex.order_by_client_id(&btc(), &cid("x1")).await.map(|_| ()) })
+        }),
+        ("DELETE", "/fapi/v1/order", "place_order.json", |ex| {
+            Box::pin(async move { ex.cancel_order(&btc(), &cid("x1")).await })
+        }),
+        ("DELETE", "/fapi/v1/algoOrder", "algo_cancel.json", |ex| {
+            Box::pin(async move { ex.cancel_order(&btc(), &cid("x1")).await })
+        }),
+        (
+            "DELETE",
+            "/fapi/v1/algoOpenOrders",
+            "cancel_all.json",
+            |ex| Box::pin(async move { ex.cancel_all(&btc()).await.map(|_| ()) }),
+        ),
         ("GET", "/fapi/v1/ping", "ping.json", |ex| {
             Box::pin(async move { ex.test_connectivity().await.map(|_| ()) })
         }),
@@ -1366,6 +1405,23 @@ async fn truncated_bodies_from_every_endpoint_are_errors() {
         Mock::given(method("GET"))
             .and(path("/fapi/v1/openAlgoOrders"))
             .respond_with(ok("[]"))
+            .mount(&server)
+            .await;
+        for p in ["/fapi/v1/order", "/fapi/v1/algoOrder"] {
+            Mock::given(method("GET"))
+                .and(path(p))
+                .respond_with(api_error(400, -2013, "Order does not exist."))
+                .mount(&server)
+                .await;
+        }
+        Mock::given(method("DELETE"))
+            .and(path("/fapi/v1/order"))
+            .respond_with(api_error(400, -2011, "Unknown order sent."))
+            .mount(&server)
+            .await;
+        Mock::given(method("DELETE"))
+            .and(path("/fapi/v1/allOpenOrders"))
+            .respond_with(ok(fixture("cancel_all.json")))
             .mount(&server)
             .await;
         let e = op(venue(&server)).await.unwrap_err();

@@ -523,3 +523,57 @@ impl BinanceClient {
         .await
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::exchange::http::{HttpSettings, RateLimit, RawResponse};
+    use reqwest::StatusCode;
+    use reqwest::header::HeaderMap;
+
+    #[test]
+    fn usage_headers_lower_the_limiters() {
+        let http = VenueHttp::new(
+            VENUE,
+            "http://127.0.0.1:9",
+            RateLimit {
+                capacity: WEIGHT_PER_MINUTE,
+                per: std::time::Duration::from_secs(60),
+            },
+            HttpSettings::default(),
+        )
+        .unwrap();
+        let client = BinanceClient::new(http, None);
+        assert!(client.http.limiter().headroom() > 0.99);
+        let mut headers = HeaderMap::new();
+        headers.insert("X-MBX-USED-WEIGHT-1M", "2280".parse().unwrap());
+        headers.insert("X-MBX-ORDER-COUNT-10S", "270".parse().unwrap());
+        client.observe(&RawResponse {
+            status: StatusCode::OK,
+            headers,
+            body: String::new(),
+        });
+        // 2280 of 2400 used: at most 5 % left (plus a sliver of refill); 270 of 300 orders: 10 %.
+        assert!(client.http.limiter().headroom() < 0.06);
+        assert!(client.orders.headroom() < 0.11);
+    }
+
+    #[test]
+    fn signed_calls_need_credentials() {
+        let http = VenueHttp::new(
+            VENUE,
+            "http://127.0.0.1:9",
+            RateLimit {
+                capacity: 10,
+                per: std::time::Duration::from_secs(1),
+            },
+            HttpSettings::default(),
+        )
+        .unwrap();
+        let client = BinanceClient::new(http, None);
+        let e = client.require_credentials("/fapi/v3/account").unwrap_err();
+        assert!(e.to_string().contains("/fapi/v3/account"));
+        assert_eq!(e.kind(), "config");
+    }
+}

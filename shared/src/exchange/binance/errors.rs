@@ -51,8 +51,9 @@ pub(crate) fn map_code(
             symbol: symbol.unwrap_or_default().to_string(),
             message,
         },
-        // UNKNOWN, DISCONNECTED, TIMEOUT ("execution status unknown"): a write may have happened.
-        -1000 | -1001 | -1007 => match kind {
+        // UNKNOWN, DISCONNECTED, message-bus error, TIMEOUT ("execution status unknown"): a write
+        // may have happened.
+        -1000 | -1001 | -1006 | -1007 => match kind {
             RequestKind::Read => ExchangeError::Unavailable { venue, message },
             RequestKind::Write => ExchangeError::OutcomeUnknown { venue, message },
         },
@@ -97,7 +98,29 @@ pub(crate) fn decode<T: DeserializeOwned>(
         });
     }
     if let Some(e) = api_error {
-        return Err(map_code(e.code, &e.msg, kind, raw.retry_after(), symbol));
+        let mapped = map_code(e.code, &e.msg, kind, raw.retry_after(), symbol);
+        // An unmapped code on a 5xx keeps the status meaning (a write's outcome is unknown).
+        if matches!(mapped, ExchangeError::Venue { .. })
+            && let Some(by_status) = raw.status_error(VENUE, kind)
+            && status >= 500
+        {
+            return Err(by_status);
+        }
+        return Err(mapped);
+    }
+    // 408: the gateway gave up waiting for the backend, which may still execute the request.
+    if status == 408 {
+        let message = format!("HTTP 408 on {endpoint}: {}", truncate(&raw.body, 300));
+        return Err(match kind {
+            RequestKind::Read => ExchangeError::Unavailable {
+                venue: VENUE,
+                message,
+            },
+            RequestKind::Write => ExchangeError::OutcomeUnknown {
+                venue: VENUE,
+                message,
+            },
+        });
     }
     if let Some(e) = raw.status_error(VENUE, kind) {
         return Err(e);
@@ -181,6 +204,30 @@ mod tests {
         assert_eq!(e.kind(), "outcome_unknown");
         let e = decode::<Vec<i64>>(&raw(200, "[1,"), "/x", RequestKind::Read, None).unwrap_err();
         assert_eq!(e.kind(), "malformed_response");
+        // Unmapped codes keep the meaning of a 5xx; 408 is a backend timeout.
+        let e = decode::<serde_json::Value>(
+            &raw(502, r#"{"code":-1099,"msg":"?"}"#),
+            "/x",
+            RequestKind::Write,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), "outcome_unknown");
+        let e = decode::<serde_json::Value>(
+            &raw(400, r#"{"code":-1099,"msg":"?"}"#),
+            "/x",
+            RequestKind::Write,
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ExchangeError::Venue { ref code, .. } if code == "-1099"));
+        for (kind, want) in [
+            (RequestKind::Read, "unavailable"),
+            (RequestKind::Write, "outcome_unknown"),
+        ] {
+            let e = decode::<serde_json::Value>(&raw(408, ""), "/x", kind, None).unwrap_err();
+            assert_eq!(e.kind(), want);
+        }
         let ok: serde_json::Value = decode(
             &raw(200, r#"{"code":200,"msg":"done"}"#),
             "/x",
