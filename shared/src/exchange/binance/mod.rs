@@ -113,6 +113,55 @@ fn on_grid(
     Ok(rounded)
 }
 
+/// The limit price of `request`, on the tick grid and (unless reduce-only, which Binance exempts)
+/// above the minimum notional.
+fn limit_price(
+    request: &OrderRequest,
+    inst: &Instrument,
+    quantity: Decimal,
+) -> ExchangeResult<Decimal> {
+    let price = request
+        .price
+        .filter(|p| *p > Decimal::ZERO)
+        .ok_or_else(|| invalid("a limit order needs a positive price".into()))?;
+    let price = on_grid("price", price, inst.tick_size, Round::Nearest)?;
+    if inst.min_notional > Decimal::ZERO
+        && !request.reduce_only
+        && quantity * price < inst.min_notional
+    {
+        return Err(ExchangeError::BelowMinimum {
+            venue: VENUE,
+            what: "notional",
+            value: num(quantity * price),
+            minimum: num(inst.min_notional),
+        });
+    }
+    Ok(price)
+}
+
+/// Type, quantity and trigger of an Algo Service conditional order. Triggers on the mark price,
+/// so a single traded wick does not fire a stop.
+fn conditional(
+    venue_type: &'static str,
+    request: &OrderRequest,
+    inst: &Instrument,
+    quantity: Decimal,
+) -> ExchangeResult<[(&'static str, String); 4]> {
+    let trigger = request
+        .trigger_price
+        .filter(|p| *p > Decimal::ZERO)
+        .ok_or_else(|| {
+            invalid("a stop or take-profit order needs a positive trigger price".into())
+        })?;
+    let trigger = on_grid("trigger price", trigger, inst.tick_size, Round::Nearest)?;
+    Ok([
+        ("type", venue_type.into()),
+        ("quantity", num(quantity)),
+        ("triggerPrice", num(trigger)),
+        ("workingType", "MARK_PRICE".into()),
+    ])
+}
+
 impl Binance {
     fn cached_rules(&self, venue_symbol: &str) -> Option<Rules> {
         let map = self.rules.lock().unwrap_or_else(|e| e.into_inner());
@@ -196,74 +245,34 @@ impl Binance {
                 minimum: num(min_qty),
             });
         }
-        let side = side_str(request.side);
-        let mut p: Vec<(&'static str, String)> = Vec::new();
+        let mut p: Vec<(&'static str, String)> = vec![("side", side_str(request.side).into())];
         match request.order_type {
-            OrderType::Market | OrderType::Limit => {
-                p.push(("side", side.into()));
-                match request.order_type {
-                    OrderType::Limit => {
-                        let price =
-                            request
-                                .price
-                                .filter(|p| *p > Decimal::ZERO)
-                                .ok_or_else(|| {
-                                    invalid("a limit order needs a positive price".into())
-                                })?;
-                        let price = on_grid("price", price, inst.tick_size, Round::Nearest)?;
-                        if inst.min_notional > Decimal::ZERO
-                            && !request.reduce_only
-                            && quantity * price < inst.min_notional
-                        {
-                            return Err(ExchangeError::BelowMinimum {
-                                venue: VENUE,
-                                what: "notional",
-                                value: num(quantity * price),
-                                minimum: num(inst.min_notional),
-                            });
-                        }
-                        p.push(("type", "LIMIT".into()));
-                        p.push(("timeInForce", "GTC".into()));
-                        p.push(("quantity", num(quantity)));
-                        p.push(("price", num(price)));
-                    }
-                    _ => {
-                        p.push(("type", "MARKET".into()));
-                        p.push(("quantity", num(quantity)));
-                    }
-                }
-                if request.reduce_only {
-                    p.push(("reduceOnly", "true".into()));
-                }
-                p.push(("newClientOrderId", request.client_order_id.to_string()));
-                // RESULT: market orders come back in their final (filled) state.
-                p.push(("newOrderRespType", "RESULT".into()));
+            OrderType::Market => {
+                p.extend([("type", "MARKET".into()), ("quantity", num(quantity))]);
             }
-            OrderType::StopMarket | OrderType::TakeProfitMarket => {
-                let trigger = request
-                    .trigger_price
-                    .filter(|p| *p > Decimal::ZERO)
-                    .ok_or_else(|| {
-                        invalid("a stop or take-profit order needs a positive trigger price".into())
-                    })?;
-                let trigger = on_grid("trigger price", trigger, inst.tick_size, Round::Nearest)?;
-                p.push(("side", side.into()));
-                p.push((
-                    "type",
-                    match request.order_type {
-                        OrderType::StopMarket => "STOP_MARKET",
-                        _ => "TAKE_PROFIT_MARKET",
-                    }
-                    .into(),
-                ));
-                p.push(("quantity", num(quantity)));
-                p.push(("triggerPrice", num(trigger)));
-                p.push(("workingType", "MARK_PRICE".into()));
-                if request.reduce_only {
-                    p.push(("reduceOnly", "true".into()));
-                }
-                p.push(("clientAlgoId", request.client_order_id.to_string()));
+            OrderType::Limit => {
+                let price = limit_price(request, inst, quantity)?;
+                p.extend([
+                    ("type", "LIMIT".into()),
+                    ("timeInForce", "GTC".into()),
+                    ("quantity", num(quantity)),
+                    ("price", num(price)),
+                ]);
             }
+            OrderType::StopMarket => p.extend(conditional("STOP_MARKET", request, inst, quantity)?),
+            OrderType::TakeProfitMarket => {
+                p.extend(conditional("TAKE_PROFIT_MARKET", request, inst, quantity)?)
+            }
+        }
+        if request.reduce_only {
+            p.push(("reduceOnly", "true".into()));
+        }
+        if request.order_type.is_conditional() {
+            p.push(("clientAlgoId", request.client_order_id.to_string()));
+        } else {
+            p.push(("newClientOrderId", request.client_order_id.to_string()));
+            // RESULT: market orders come back in their final (filled) state.
+            p.push(("newOrderRespType", "RESULT".into()));
         }
         Ok(p)
     }

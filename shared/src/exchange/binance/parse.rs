@@ -362,7 +362,7 @@ pub(crate) fn parse_algo_order(
         side: parse_side(endpoint, &o.side)?,
         order_type: parse_order_type(endpoint, &o.order_type)?,
         status: parse_algo_status(endpoint, &o.algo_status)?,
-        quantity: o.quantity,
+        quantity: o.quantity.unwrap_or_default(),
         price: positive(o.price),
         trigger_price: positive(o.trigger_price),
         reduce_only: o.reduce_only,

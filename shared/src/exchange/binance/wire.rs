@@ -217,8 +217,9 @@ pub(crate) struct WireAlgoOrder {
     pub order_type: String,
     pub symbol: String,
     pub side: String,
-    #[serde(deserialize_with = "decimal")]
-    pub quantity: Decimal,
+    /// Empty or absent for close-position orders.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub quantity: Option<Decimal>,
     pub algo_status: String,
     #[serde(default, deserialize_with = "opt_decimal")]
     pub trigger_price: Option<Decimal>,
