@@ -54,15 +54,19 @@ pub const DESCRIPTOR: VenueDescriptor = VenueDescriptor {
     build,
 };
 
-fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
-    let base_url = match (&params.base_url, params.testnet) {
+/// The override when given, else the testnet or production host.
+fn base_url(params: &VenueParams) -> &str {
+    match (&params.base_url, params.testnet) {
         (Some(url), _) => url.as_str(),
         (None, true) => TESTNET_URL,
         (None, false) => MAINNET_URL,
-    };
+    }
+}
+
+fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
     let http = VenueHttp::new(
         VENUE,
-        base_url,
+        base_url(params),
         RateLimit {
             capacity: WEIGHT_PER_MINUTE,
             per: Duration::from_secs(60),
@@ -474,5 +478,36 @@ impl Exchange for Binance {
             can_withdraw: account.can_withdraw,
             notes,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_prefers_override_then_environment() {
+        let mut p = VenueParams::default();
+        assert_eq!(base_url(&p), "https://fapi.binance.com");
+        p.testnet = true;
+        assert_eq!(base_url(&p), "https://testnet.binancefuture.com");
+        p.base_url = Some("http://127.0.0.1:1234".into());
+        assert_eq!(base_url(&p), "http://127.0.0.1:1234");
+        p.base_url = Some("not a url".into());
+        assert_eq!(build(&p).unwrap_err().kind(), "config");
+    }
+
+    #[test]
+    fn grid_checks_refuse_instead_of_resizing() {
+        use rust_decimal_macros::dec;
+        assert_eq!(
+            on_grid("quantity", dec!(0.012), dec!(0.001), Round::Down).unwrap(),
+            dec!(0.012)
+        );
+        let e = on_grid("quantity", dec!(0.0125), dec!(0.001), Round::Down).unwrap_err();
+        assert!(e.to_string().contains("nearest allowed: 0.012"), "{e}");
+        assert_eq!(num(dec!(110001.000)), "110001");
+        assert_eq!(num(dec!(0.00010)), "0.0001");
     }
 }
