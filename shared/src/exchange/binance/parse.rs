@@ -379,7 +379,7 @@ pub(crate) fn parse_algo_order(
 mod tests {
     use super::*;
     use crate::exchange::binance::errors::decode;
-    use crate::exchange::binance::wire::{Ack, ExchangeInfo, OpenAlgoOrders};
+    use crate::exchange::binance::wire::{Ack, ExchangeInfo};
     use crate::exchange::http::{RawResponse, RequestKind};
     use proptest::prelude::*;
     use reqwest::StatusCode;
@@ -492,9 +492,6 @@ mod tests {
             "leverage_bracket.json" => {
                 let b: LeverageBracketResponse = decode(&raw, "/fapi/v1/leverageBracket", r, None)?;
                 parse_max_leverage(b, "BTCUSDT").map(|_| ())
-            }
-            "open_algo_orders" => {
-                decode::<OpenAlgoOrders>(&raw, "/fapi/v1/openAlgoOrders", r, None).map(|_| ())
             }
             other => panic!("no parser for fixture {other}"),
         }
