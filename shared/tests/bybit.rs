@@ -103,6 +103,10 @@ fn assert_signed(req: &Request) {
     assert_eq!(header(req, "x-bapi-sign-type"), Some("2"));
     let ts = header(req, "x-bapi-timestamp").expect("timestamp header");
     assert!(ts.parse::<i64>().is_ok(), "timestamp {ts}");
+    if req.method.as_str() == "GET" {
+        // Bybit may answer a GET carrying a body with HTTP 403.
+        assert!(req.body.is_empty(), "GET with a body: {}", req.url);
+    }
     let payload = if req.method.as_str() == "GET" {
         req.url.query().unwrap_or("").to_string()
     } else {
@@ -654,6 +658,75 @@ async fn open_orders_include_untriggered_conditional_orders() {
         1_763_699_990_000
     );
     assert_signed(&received(&server, "GET", "/v5/order/realtime").await[0]);
+}
+
+#[tokio::test]
+async fn open_orders_follow_the_cursor() {
+    let server = MockServer::start().await;
+    let mut first: Value = serde_json::from_str(&fixture("open_orders.json")).unwrap();
+    first["result"]["nextPageCursor"] = json!("page2%3Dtoken");
+    let mut second: Value = serde_json::from_str(&fixture("order_history.json")).unwrap();
+    second["result"]["list"][0]["orderStatus"] = json!("New");
+    Mock::given(method("GET"))
+        .and(path("/v5/order/realtime"))
+        .and(query_param("cursor", "page2=token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(second))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v5/order/realtime"))
+        .and(query_param_is_missing("cursor"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(first))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let orders = bybit(&server).open_orders(&btc()).await.unwrap();
+    let ids: Vec<_> = orders
+        .iter()
+        .map(|o| o.client_order_id.clone().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![cid("tf1stop0001"), cid("tf1entry0001"), cid("tf1exit0001")]
+    );
+    let reqs = received(&server, "GET", "/v5/order/realtime").await;
+    assert!(
+        reqs.iter()
+            .any(|r| r.url.query().unwrap().ends_with("&cursor=page2%3Dtoken"))
+    );
+    for r in reqs {
+        assert_signed(&r);
+    }
+}
+
+#[tokio::test]
+async fn cancel_all_repeats_while_bybit_reports_a_full_batch() {
+    let server = MockServer::start().await;
+    let full: Vec<Value> = (0..500)
+        .map(|i| json!({"orderId": format!("id{i}"), "orderLinkId": format!("c{i}")}))
+        .collect();
+    Mock::given(method("POST"))
+        .and(path("/v5/order/cancel-all"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "retCode": 0, "retMsg": "OK", "result": {"list": full, "success": "1"},
+            "retExtInfo": {}, "time": T0
+        })))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v5/order/cancel-all"))
+        .respond_with(ok("cancel_all.json"))
+        .mount(&server)
+        .await;
+    assert_eq!(bybit(&server).cancel_all(&btc()).await.unwrap(), 502);
+    assert_eq!(
+        received(&server, "POST", "/v5/order/cancel-all")
+            .await
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]

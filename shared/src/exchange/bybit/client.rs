@@ -48,13 +48,27 @@ pub(crate) const RECV_WINDOW_MS: u64 = 5_000;
 /// Longest wait taken from `X-Bapi-Limit-Reset-Timestamp` (the per-UID windows are 1 s).
 const MAX_RESET_WAIT: Duration = Duration::from_secs(5);
 
-/// A GET query as sent and signed: `k=v` pairs joined by `&`, values form-encoded.
+/// A GET query as sent and signed: `k=v` pairs joined by `&`, values form-encoded. A pagination
+/// `cursor` is returned by Bybit already percent-encoded and is sent back as it came when it holds
+/// only URL-safe characters (encoding it again would change the cursor the venue decodes).
 fn query_string(pairs: &[(&str, String)]) -> String {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    let url_safe = |v: &str| {
+        v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%'))
+    };
+    let mut parts = Vec::with_capacity(pairs.len());
     for (k, v) in pairs {
-        s.append_pair(k, v);
+        if *k == "cursor" && url_safe(v) {
+            parts.push(format!("{k}={v}"));
+        } else {
+            parts.push(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair(k, v)
+                    .finish(),
+            );
+        }
     }
-    s.finish()
+    parts.join("&")
 }
 
 fn sensitive(value: &str, what: &str) -> Result<HeaderValue, ExchangeError> {
@@ -103,6 +117,11 @@ impl BybitClient {
     pub(crate) fn now(&self) -> DateTime<Utc> {
         let ms = self.clock.now().timestamp_millis() + self.offset.offset_ms();
         DateTime::from_timestamp_millis(ms).unwrap_or_else(|| self.clock.now())
+    }
+
+    /// Our own clock, uncorrected (to report the skew).
+    pub(crate) fn local_now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     fn credentials(&self, endpoint: &str) -> Result<&Credentials, ExchangeError> {
@@ -501,17 +520,89 @@ fn order_query(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::exchange::http::HttpSettings;
+    use reqwest::StatusCode;
+    use reqwest::header::HeaderMap;
+
+    fn client() -> BybitClient {
+        let http = VenueHttp::new(
+            VENUE,
+            "http://127.0.0.1:9",
+            IP_LIMIT,
+            HttpSettings::default(),
+        )
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(
+            DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+        ));
+        BybitClient::new(http, None, clock)
+    }
+
+    fn response(status: u16, headers: &[(&'static str, &str)]) -> RawResponse {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, v.parse().unwrap());
+        }
+        RawResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: map,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn usage_headers_lower_the_headroom_and_give_the_reset_wait() {
+        let c = client();
+        assert!(c.http.limiter().headroom() > 0.99);
+        let wait = c.observe(&response(
+            200,
+            &[
+                ("x-bapi-limit", "10"),
+                ("x-bapi-limit-status", "1"),
+                ("x-bapi-limit-reset-timestamp", "1700000000800"),
+            ],
+        ));
+        assert!(c.http.limiter().headroom() <= 0.11, "9 of 10 used");
+        assert_eq!(wait, Some(Duration::from_millis(800)));
+        // A reset in the past means no wait.
+        let wait = c.observe(&response(
+            200,
+            &[("x-bapi-limit-reset-timestamp", "1699999999000")],
+        ));
+        assert_eq!(wait, None);
+    }
+
+    #[test]
+    fn http_403_bans_the_client() {
+        let c = client();
+        assert!(c.check_ban().is_ok());
+        c.observe(&response(403, &[]));
+        let err = c.check_ban().unwrap_err();
+        assert_eq!(err.kind(), "rate_limited");
+        assert!(err.retry_after().unwrap() > Duration::from_secs(590));
+        assert!(c.http.limiter().headroom() < 0.01);
+    }
 
     #[test]
     fn query_strings_are_encoded_in_order() {
         let q = query_string(&[
             ("category", "linear".into()),
-            ("symbol", "BTCUSDT".into()),
+            ("symbol", "BTC USDT".into()),
             ("cursor", "a=b&c".into()),
         ]);
-        assert_eq!(q, "category=linear&symbol=BTCUSDT&cursor=a%3Db%26c");
+        assert_eq!(q, "category=linear&symbol=BTC+USDT&cursor=a%3Db%26c");
+        let q = query_string(&[
+            ("category", "linear".into()),
+            ("cursor", "page_args%3D42%26".into()),
+        ]);
+        assert_eq!(
+            q, "category=linear&cursor=page_args%3D42%26",
+            "sent back as it came"
+        );
         assert_eq!(query_string(&[]), "");
     }
 }

@@ -52,7 +52,7 @@ pub const DESCRIPTOR: VenueDescriptor = VenueDescriptor {
     notes: "USDT perpetuals (category=linear) on a UNIFIED account, one-way mode (positionIdx 0). \
             Testnet = api-testnet.bybit.com; for mainnet demo trading set base_url to \
             https://api-demo.bybit.com. Stops/take-profits are conditional market orders \
-            (triggerBy LastPrice). No 8h klines. Balance 'available' is estimated from coin \
+            (triggerBy LastPrice). positions(None) lists USDT-settled perpetuals. No 8h klines. Balance 'available' is estimated from coin \
             equity minus position/order margin (Bybit no longer reports it per coin).",
     build,
 };
@@ -409,7 +409,7 @@ impl Exchange for Bybit {
 
     async fn test_connectivity(&self) -> ExchangeResult<AccountCheck> {
         let server = self.client.market_time().await?;
-        let skew_ms = (server - Utc::now()).num_milliseconds();
+        let skew_ms = (server - self.client.local_now()).num_milliseconds();
         let mut check = if self.client.has_credentials() {
             parse::account_check(&self.client.user_query_api().await?)
         } else {
