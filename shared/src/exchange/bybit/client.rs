@@ -150,8 +150,10 @@ impl BybitClient {
         Ok(())
     }
 
-    /// Usage headers into the limiter; HTTP 403 starts the ban. Returns the per-UID window reset.
-    fn observe(&self, raw: &RawResponse) -> Option<Duration> {
+    /// Usage headers into the limiters (the IP-wide one always, the per-UID write one for writes,
+    /// whose headers report exactly that limit); HTTP 403 starts the ban. Returns the wait until
+    /// the per-UID window resets.
+    fn observe(&self, raw: &RawResponse, kind: RequestKind) -> Option<Duration> {
         if raw.status.as_u16() == 403 {
             *self.banned_until.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(Instant::now() + errors::IP_BAN);
@@ -159,9 +161,11 @@ impl BybitClient {
         }
         let num = |h: &str| raw.header(h).and_then(|v| v.trim().parse::<u64>().ok());
         if let (Some(limit), Some(remaining)) = (num("x-bapi-limit"), num("x-bapi-limit-status")) {
-            self.http
-                .limiter()
-                .observe_usage(limit.saturating_sub(remaining), limit);
+            let used = limit.saturating_sub(remaining);
+            self.http.limiter().observe_usage(used, limit);
+            if kind == RequestKind::Write {
+                self.writes.observe_usage(used, limit);
+            }
         }
         let reset = raw
             .header("x-bapi-limit-reset-timestamp")
@@ -213,7 +217,7 @@ impl BybitClient {
             builder = self.sign(endpoint, builder, query)?;
         }
         let raw = self.http.send(builder, RequestKind::Read, 1).await?;
-        let limit_reset_in = self.observe(&raw);
+        let limit_reset_in = self.observe(&raw, RequestKind::Read);
         parse::envelope(
             endpoint,
             &raw,
@@ -241,7 +245,7 @@ impl BybitClient {
             .body(body.to_string());
         let builder = self.sign(endpoint, builder, body)?;
         let raw = self.http.send(builder, RequestKind::Write, 1).await?;
-        let limit_reset_in = self.observe(&raw);
+        let limit_reset_in = self.observe(&raw, RequestKind::Write);
         parse::envelope(
             endpoint,
             &raw,
@@ -558,21 +562,35 @@ mod tests {
     fn usage_headers_lower_the_headroom_and_give_the_reset_wait() {
         let c = client();
         assert!(c.http.limiter().headroom() > 0.99);
-        let wait = c.observe(&response(
-            200,
-            &[
-                ("x-bapi-limit", "10"),
-                ("x-bapi-limit-status", "1"),
-                ("x-bapi-limit-reset-timestamp", "1700000000800"),
-            ],
-        ));
+        let wait = c.observe(
+            &response(
+                200,
+                &[
+                    ("x-bapi-limit", "10"),
+                    ("x-bapi-limit-status", "1"),
+                    ("x-bapi-limit-reset-timestamp", "1700000000800"),
+                ],
+            ),
+            RequestKind::Write,
+        );
         assert!(c.http.limiter().headroom() <= 0.11, "9 of 10 used");
+        assert!(c.writes.headroom() <= 0.11, "the write limiter too");
         assert_eq!(wait, Some(Duration::from_millis(800)));
-        // A reset in the past means no wait.
-        let wait = c.observe(&response(
-            200,
-            &[("x-bapi-limit-reset-timestamp", "1699999999000")],
-        ));
+        // A reset in the past means no wait; a read leaves the write limiter alone.
+        let c = client();
+        let wait = c.observe(
+            &response(
+                200,
+                &[
+                    ("x-bapi-limit", "50"),
+                    ("x-bapi-limit-status", "0"),
+                    ("x-bapi-limit-reset-timestamp", "1699999999000"),
+                ],
+            ),
+            RequestKind::Read,
+        );
+        assert!(c.writes.headroom() > 0.99);
+        assert!(c.http.limiter().headroom() < 0.01);
         assert_eq!(wait, None);
     }
 
@@ -580,7 +598,7 @@ mod tests {
     fn http_403_bans_the_client() {
         let c = client();
         assert!(c.check_ban().is_ok());
-        c.observe(&response(403, &[]));
+        c.observe(&response(403, &[]), RequestKind::Read);
         let err = c.check_ban().unwrap_err();
         assert_eq!(err.kind(), "rate_limited");
         assert!(err.retry_after().unwrap() > Duration::from_secs(590));

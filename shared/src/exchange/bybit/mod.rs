@@ -57,13 +57,17 @@ pub const DESCRIPTOR: VenueDescriptor = VenueDescriptor {
     build,
 };
 
-fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
-    let base_url = match &params.base_url {
+/// The `base_url` override, else the testnet or the production host.
+fn base_url(params: &VenueParams) -> &str {
+    match &params.base_url {
         Some(url) => url.as_str(),
         None if params.testnet => TESTNET_URL,
         None => MAINNET_URL,
-    };
-    let http = VenueHttp::new(VENUE, base_url, IP_LIMIT, params.http.clone())?;
+    }
+}
+
+fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
+    let http = VenueHttp::new(VENUE, base_url(params), IP_LIMIT, params.http.clone())?;
     Ok(Arc::new(Bybit {
         client: BybitClient::new(http, params.credentials.clone(), params.clock.clone()),
         instruments: Mutex::new(HashMap::new()),
@@ -424,5 +428,30 @@ impl Exchange for Bybit {
             ));
         }
         Ok(check)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_follows_override_then_testnet_flag() {
+        let mut p = VenueParams::default();
+        assert_eq!(base_url(&p), "https://api.bybit.com");
+        p.testnet = true;
+        assert_eq!(base_url(&p), "https://api-testnet.bybit.com");
+        p.base_url = Some("https://api-demo.bybit.com".into());
+        assert_eq!(base_url(&p), "https://api-demo.bybit.com");
+    }
+
+    #[test]
+    fn a_bad_base_url_is_a_config_error() {
+        let p = VenueParams {
+            base_url: Some("not a url".into()),
+            ..VenueParams::default()
+        };
+        assert_eq!(build(&p).unwrap_err().kind(), "config");
     }
 }
