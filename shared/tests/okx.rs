@@ -338,6 +338,44 @@ async fn official_kline_example_parses_with_the_forming_candle_last() {
 }
 
 #[tokio::test]
+async fn more_latest_klines_than_one_page_walk_back_with_after() {
+    let server = MockServer::start().await;
+    let newest = 1_763_700_000_000i64;
+    let oldest_of_first = newest - 299 * 300_000;
+    Mock::given(method("GET"))
+        .and(path("/api/v5/market/candles"))
+        .and(query_param("after", oldest_of_first.to_string()))
+        .respond_with(body(200, candle_rows(oldest_of_first - 300_000, 100)))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v5/market/candles"))
+        .respond_with(body(200, candle_rows(newest, 300)))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let c = okx(&server)
+        .klines(&btc(), Timeframe::M5, None, 400)
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 400);
+    assert!(
+        c.windows(2).all(
+            |w| w[1].open_time.timestamp_millis() - w[0].open_time.timestamp_millis() == 300_000
+        )
+    );
+    assert_eq!(c[399].open_time.timestamp_millis(), newest);
+    assert!(!c[399].closed);
+    let calls = requests(&server, "GET", "/api/v5/market/candles").await;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(query(&calls[0])["limit"], "300");
+    assert!(!query(&calls[0]).contains_key("after"));
+    assert_eq!(query(&calls[1])["limit"], "100");
+    assert_eq!(query(&calls[1])["after"], oldest_of_first.to_string());
+}
+
+#[tokio::test]
 async fn klines_since_ask_for_a_window_and_old_ones_use_history() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -814,6 +852,39 @@ fn pending_orders(n: usize) -> Value {
     json!({"code":"0","msg":"","data":data})
 }
 
+fn pending_algos(n: usize) -> Value {
+    let template = fixture_json("orders_algo_pending.json")["data"][0].clone();
+    let data: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut o = template.clone();
+            o["algoId"] = json!(format!("70000000000000{i:04}"));
+            o
+        })
+        .collect();
+    json!({"code":"0","msg":"","data":data})
+}
+
+/// Candle rows, newest first, `n` bars of 5 minutes ending at `newest`.
+fn candle_rows(newest: i64, n: usize) -> Value {
+    let data: Vec<Value> = (0..n as i64)
+        .map(|i| {
+            let ts = newest - i * 300_000;
+            json!([
+                ts.to_string(),
+                "1",
+                "2",
+                "0.5",
+                "1.5",
+                "100",
+                "1",
+                "150",
+                if i == 0 { "0" } else { "1" }
+            ])
+        })
+        .collect();
+    json!({"code":"0","msg":"","data":data})
+}
+
 /// Batch answers echo every requested id with sCode 0.
 fn echo_batch(id_field: &'static str) -> impl Fn(&Request) -> ResponseTemplate {
     move |r: &Request| {
@@ -836,7 +907,7 @@ async fn cancel_all_batches_twenty_orders_and_ten_algos_per_call() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v5/trade/orders-algo-pending"))
-        .respond_with(ok("orders_algo_pending.json"))
+        .respond_with(body(200, pending_algos(12)))
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -850,7 +921,7 @@ async fn cancel_all_batches_twenty_orders_and_ten_algos_per_call() {
         .mount(&server)
         .await;
     let n = okx(&server).cancel_all(&btc()).await.unwrap();
-    assert_eq!(n, 27);
+    assert_eq!(n, 37);
 
     let list = only_request(&server, "GET", "/api/v5/trade/orders-pending").await;
     assert_eq!(
@@ -874,15 +945,20 @@ async fn cancel_all_batches_twenty_orders_and_ten_algos_per_call() {
         json!({"instId":"BTC-USDT-SWAP","ordId":"900000000000000024"})
     );
     batches.iter().for_each(assert_signed);
-    let algos = only_request(&server, "POST", "/api/v5/trade/cancel-algos").await;
+    let algos = requests(&server, "POST", "/api/v5/trade/cancel-algos").await;
+    let sizes: Vec<usize> = algos
+        .iter()
+        .map(|r| json_body(r).as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [10, 2]);
     assert_eq!(
-        json_body(&algos),
+        json_body(&algos[1]),
         json!([
-            {"instId":"BTC-USDT-SWAP","algoId":"2896574163517353984"},
-            {"instId":"BTC-USDT-SWAP","algoId":"2896574163517353985"}
+            {"instId":"BTC-USDT-SWAP","algoId":"700000000000000010"},
+            {"instId":"BTC-USDT-SWAP","algoId":"700000000000000011"}
         ])
     );
-    assert_signed(&algos);
+    algos.iter().for_each(assert_signed);
 }
 
 #[tokio::test]
@@ -1164,6 +1240,21 @@ async fn bad_signature_is_an_auth_error_and_not_retried() {
     );
 }
 
+#[tokio::test]
+async fn ip_not_whitelisted_is_a_permission_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v5/account/balance"))
+        .respond_with(body(
+            401,
+            json!({"code":"50110","msg":"Your IP 1.2.3.4 is not included in your API key's IP whitelist.","data":[]}),
+        ))
+        .mount(&server)
+        .await;
+    let err = okx(&server).balance("USDT").await.unwrap_err();
+    assert!(matches!(err, ExchangeError::Permission { .. }), "{err:?}");
+}
+
 async fn place_with_answer(answer: ResponseTemplate) -> (ExchangeError, MockServer) {
     let server = MockServer::start().await;
     mount_btc_instrument(&server).await;
@@ -1335,14 +1426,63 @@ async fn unknown_instrument_is_unknown_symbol() {
 
 // ------------------------------------------------------------------------------------ malformed
 
+/// Normal answers of every endpoint at a low priority, so that one endpoint can be broken.
+async fn mount_background(server: &MockServer) {
+    let mocks = [
+        ("GET", "/api/v5/public/time", ok("server_time.json")),
+        (
+            "GET",
+            "/api/v5/public/instruments",
+            ok("instruments_btc_swap.json"),
+        ),
+        (
+            "GET",
+            "/api/v5/trade/orders-pending",
+            body(200, pending_orders(2)),
+        ),
+        (
+            "GET",
+            "/api/v5/trade/orders-algo-pending",
+            ok("orders_algo_pending.json"),
+        ),
+        ("GET", "/api/v5/trade/order", not_exist()),
+        ("GET", "/api/v5/trade/order-algo", not_exist()),
+    ];
+    for (m, p, answer) in mocks {
+        Mock::given(method(m))
+            .and(path(p))
+            .respond_with(answer)
+            .with_priority(10)
+            .mount(server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/api/v5/trade/cancel-batch-orders"))
+        .respond_with(echo_batch("ordId"))
+        .with_priority(10)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v5/trade/cancel-algos"))
+        .respond_with(echo_batch("algoId"))
+        .with_priority(10)
+        .mount(server)
+        .await;
+}
+
 /// Every endpoint answering a truncated or non-JSON body: an error, never a panic.
 #[tokio::test]
 async fn malformed_answers_from_every_endpoint_are_errors() {
     let server = MockServer::start().await;
     let ex = okx(&server);
-    let endpoints: [(&str, &str, &str); 13] = [
+    let endpoints: [(&str, &str, &str); 18] = [
         ("GET", "/api/v5/public/time", "server_time.json"),
         ("GET", "/api/v5/market/candles", "klines_btc_swap.json"),
+        (
+            "GET",
+            "/api/v5/market/history-candles",
+            "klines_btc_swap.json",
+        ),
         ("GET", "/api/v5/market/ticker", "ticker.json"),
         (
             "GET",
@@ -1351,14 +1491,38 @@ async fn malformed_answers_from_every_endpoint_are_errors() {
         ),
         ("GET", "/api/v5/account/balance", "balance.json"),
         ("GET", "/api/v5/account/positions", "positions_swap.json"),
+        ("GET", "/api/v5/account/config", "account_config.json"),
         ("POST", "/api/v5/account/set-leverage", "set_leverage.json"),
         ("POST", "/api/v5/trade/order", "place_order.json"),
         ("POST", "/api/v5/trade/order-algo", "place_algo_order.json"),
         ("POST", "/api/v5/trade/cancel-order", "cancel_order.json"),
+        (
+            "POST",
+            "/api/v5/trade/cancel-batch-orders",
+            "cancel_order.json",
+        ),
+        ("POST", "/api/v5/trade/cancel-algos", "cancel_algos.json"),
         ("GET", "/api/v5/trade/orders-pending", "orders_pending.json"),
+        (
+            "GET",
+            "/api/v5/trade/orders-algo-pending",
+            "orders_algo_pending.json",
+        ),
         ("GET", "/api/v5/trade/order", "order_details.json"),
-        ("GET", "/api/v5/account/config", "account_config.json"),
+        (
+            "GET",
+            "/api/v5/trade/order-algo",
+            "orders_algo_pending.json",
+        ),
     ];
+    let sl = OrderRequest {
+        order_type: OrderType::StopMarket,
+        trigger_price: Some(dec!(80000)),
+        side: Side::Sell,
+        reduce_only: true,
+        ..market(dec!(0.02), "tfsl")
+    };
+    let old = Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0).unwrap();
     for (m, p, f) in endpoints {
         let full = fixture(f);
         for bad in [
@@ -1368,52 +1532,54 @@ async fn malformed_answers_from_every_endpoint_are_errors() {
             String::new(),
         ] {
             server.reset().await;
-            // Everything else answers normally, so the failure is the endpoint under test.
             Mock::given(method(m))
                 .and(path(p))
                 .respond_with(ResponseTemplate::new(200).set_body_string(bad.clone()))
                 .with_priority(1)
                 .mount(&server)
                 .await;
-            mount_btc_instrument(&server).await;
-            Mock::given(method("GET"))
-                .and(path("/api/v5/public/time"))
-                .respond_with(ok("server_time.json"))
-                .mount(&server)
-                .await;
-            let sl = OrderRequest {
-                order_type: OrderType::StopMarket,
-                trigger_price: Some(dec!(80000)),
-                side: Side::Sell,
-                reduce_only: true,
-                ..market(dec!(0.02), "tfsl")
-            };
-            let result = match p {
-                "/api/v5/public/time" => ex.server_time().await.map(|_| ()),
-                "/api/v5/market/candles" => {
+            mount_background(&server).await;
+            let result = match (m, p) {
+                (_, "/api/v5/public/time") => ex.server_time().await.map(|_| ()),
+                (_, "/api/v5/market/candles") => {
                     ex.klines(&btc(), Timeframe::M5, None, 3).await.map(|_| ())
                 }
-                "/api/v5/market/ticker" => ex.ticker(&btc()).await.map(|_| ()),
-                "/api/v5/public/instruments" => ex.instrument(&btc()).await.map(|_| ()),
-                "/api/v5/account/balance" => ex.balance("USDT").await.map(|_| ()),
-                "/api/v5/account/positions" => ex.positions(None).await.map(|_| ()),
-                "/api/v5/account/set-leverage" => ex.set_leverage(&btc(), 5).await,
-                "/api/v5/trade/order" if m == "POST" => {
+                (_, "/api/v5/market/history-candles") => ex
+                    .klines(&btc(), Timeframe::M5, Some(old), 3)
+                    .await
+                    .map(|_| ()),
+                (_, "/api/v5/market/ticker") => ex.ticker(&btc()).await.map(|_| ()),
+                (_, "/api/v5/public/instruments") => ex.instrument(&btc()).await.map(|_| ()),
+                (_, "/api/v5/account/balance") => ex.balance("USDT").await.map(|_| ()),
+                (_, "/api/v5/account/positions") => ex.positions(None).await.map(|_| ()),
+                (_, "/api/v5/account/config") => ex.test_connectivity().await.map(|_| ()),
+                (_, "/api/v5/account/set-leverage") => ex.set_leverage(&btc(), 5).await,
+                ("POST", "/api/v5/trade/order") => {
                     ex.place_order(&market(dec!(0.02), "tfm")).await.map(|_| ())
                 }
-                "/api/v5/trade/order-algo" => ex.place_order(&sl).await.map(|_| ()),
-                "/api/v5/trade/cancel-order" => ex.cancel_order(&btc(), &cid("tfm")).await,
-                "/api/v5/trade/orders-pending" => ex.open_orders(&btc()).await.map(|_| ()),
-                "/api/v5/trade/order" => {
+                (_, "/api/v5/trade/order-algo") if m == "POST" => {
+                    ex.place_order(&sl).await.map(|_| ())
+                }
+                (_, "/api/v5/trade/cancel-order") => ex.cancel_order(&btc(), &cid("tfm")).await,
+                (_, "/api/v5/trade/cancel-batch-orders" | "/api/v5/trade/cancel-algos") => {
+                    ex.cancel_all(&btc()).await.map(|_| ())
+                }
+                (_, "/api/v5/trade/orders-pending" | "/api/v5/trade/orders-algo-pending") => {
+                    ex.open_orders(&btc()).await.map(|_| ())
+                }
+                (_, "/api/v5/trade/order" | "/api/v5/trade/order-algo") => {
                     ex.order_by_client_id(&btc(), &cid("tfm")).await.map(|_| ())
                 }
-                "/api/v5/account/config" => ex.test_connectivity().await.map(|_| ()),
-                other => panic!("no operation for {other}"),
+                other => panic!("no operation for {other:?}"),
             };
             assert!(
                 result.is_err(),
                 "{m} {p} accepted {:?}",
                 &bad[..bad.len().min(40)]
+            );
+            assert!(
+                !requests(&server, m, p).await.is_empty(),
+                "{m} {p} was never called"
             );
         }
     }
