@@ -29,7 +29,7 @@ use crate::exchange::{AccountCheck, Exchange, ExchangeError, ExchangeResult};
 use client::{BatchItem, OkxClient, PAGE_LIMIT, PRODUCTION_URL};
 use parse::Spec;
 
-pub(super) const VENUE: &str = "okx";
+const VENUE: &str = "okx";
 
 pub const DESCRIPTOR: VenueDescriptor = VenueDescriptor {
     name: VENUE,
@@ -61,6 +61,27 @@ const CANCEL_BATCH: usize = 20;
 const CANCEL_ALGO_BATCH: usize = 10;
 /// Algo kinds cancel-all removes (the adapter itself only places `conditional`).
 const CANCEL_ALL_ALGO_TYPES: &str = "conditional,oco";
+
+/// Follow `after`-cursor pages of up to `PAGE_LIMIT` rows until a short page (or `MAX_PAGES`).
+async fn all_pages<T, F, Fut, I>(mut fetch: F, id: I) -> ExchangeResult<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = ExchangeResult<Vec<T>>>,
+    I: Fn(&T) -> String,
+{
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let page = fetch(after.take()).await?;
+        let full = page.len() >= PAGE_LIMIT;
+        after = page.last().map(&id);
+        all.extend(page);
+        if !full || after.is_none() {
+            break;
+        }
+    }
+    Ok(all)
+}
 
 fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
     let base_url = params.base_url.as_deref().unwrap_or(PRODUCTION_URL);
@@ -125,21 +146,15 @@ impl Okx {
         T: serde::de::DeserializeOwned,
         F: Fn(&T) -> String,
     {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let page: Vec<T> = self
-                .client
-                .get_trade_orders_pending(inst_id, after.as_deref())
-                .await?;
-            let full = page.len() >= PAGE_LIMIT;
-            after = page.last().map(&id);
-            all.extend(page);
-            if !full || after.is_none() {
-                break;
-            }
-        }
-        Ok(all)
+        all_pages(
+            |after| async move {
+                self.client
+                    .get_trade_orders_pending(inst_id, after.as_deref())
+                    .await
+            },
+            id,
+        )
+        .await
     }
 
     /// Every pending algo order of the given types (all pages) of `inst_id`.
@@ -153,21 +168,15 @@ impl Okx {
         T: serde::de::DeserializeOwned,
         F: Fn(&T) -> String,
     {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let page: Vec<T> = self
-                .client
-                .get_trade_orders_algo_pending(inst_id, ord_type, after.as_deref())
-                .await?;
-            let full = page.len() >= PAGE_LIMIT;
-            after = page.last().map(&id);
-            all.extend(page);
-            if !full || after.is_none() {
-                break;
-            }
-        }
-        Ok(all)
+        all_pages(
+            |after| async move {
+                self.client
+                    .get_trade_orders_algo_pending(inst_id, ord_type, after.as_deref())
+                    .await
+            },
+            id,
+        )
+        .await
     }
 
     /// A trigger or limit price must already be on the tick grid: rounding is the caller's choice.
