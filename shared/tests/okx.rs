@@ -1474,7 +1474,6 @@ async fn mount_background(server: &MockServer) {
 #[tokio::test]
 async fn malformed_answers_from_every_endpoint_are_errors() {
     let server = MockServer::start().await;
-    let ex = okx(&server);
     let endpoints: [(&str, &str, &str); 18] = [
         ("GET", "/api/v5/public/time", "server_time.json"),
         ("GET", "/api/v5/market/candles", "klines_btc_swap.json"),
@@ -1539,6 +1538,8 @@ async fn malformed_answers_from_every_endpoint_are_errors() {
                 .mount(&server)
                 .await;
             mount_background(&server).await;
+            // A fresh instance per case: one shared client-side rate budget would only slow this down.
+            let ex = okx(&server);
             let result = match (m, p) {
                 (_, "/api/v5/public/time") => ex.server_time().await.map(|_| ()),
                 (_, "/api/v5/market/candles") => {
@@ -1607,7 +1608,7 @@ async fn timed_out_order_is_reconciled_by_client_id_without_a_second_post() {
     // The venue takes the order but answers after the client has given up.
     Mock::given(method("POST"))
         .and(path("/api/v5/trade/order"))
-        .respond_with(ok("place_order.json").set_delay(Duration::from_millis(1_500)))
+        .respond_with(ok("place_order.json").set_delay(Duration::from_millis(3_000)))
         .mount(&server)
         .await;
     // Afterwards the order exists under its clOrdId.
@@ -1621,7 +1622,7 @@ async fn timed_out_order_is_reconciled_by_client_id_without_a_second_post() {
         "okx",
         &VenueParams {
             http: HttpSettings {
-                timeout_ms: 300,
+                timeout_ms: 500,
                 ..settings()
             },
             ..params(&server)
