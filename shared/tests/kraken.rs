@@ -35,6 +35,7 @@ const INSTRUMENTS: &str = "/derivatives/api/v3/instruments";
 const SENDORDER: &str = "/derivatives/api/v3/sendorder";
 const ORDER_STATUS: &str = "/derivatives/api/v3/orders/status";
 const HISTORY: &str = "/api/history/v2/orders";
+const TRIGGERS: &str = "/api/history/v2/triggers";
 const ACCOUNTS: &str = "/derivatives/api/v3/accounts";
 
 fn fixture(name: &str) -> String {
@@ -773,6 +774,13 @@ async fn unknown_order_is_none() {
         ok(fixture("history_orders_empty.json")),
     )
     .await;
+    mount(
+        &server,
+        "GET",
+        TRIGGERS,
+        ok(fixture("history_triggers_empty.json")),
+    )
+    .await;
     let cli = ClientOrderId::new("never1").unwrap();
     assert!(
         kraken(&server)
@@ -781,6 +789,63 @@ async fn unknown_order_is_none() {
             .unwrap()
             .is_none()
     );
+    assert_signed(
+        &server,
+        "GET",
+        HISTORY,
+        "tradeable=PF_XBTUSD&sort=desc&count=500",
+    )
+    .await;
+    assert_signed(
+        &server,
+        "GET",
+        TRIGGERS,
+        "tradeable=PF_XBTUSD&sort=desc&count=500",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stop_order_lookup_falls_back_to_trigger_history() {
+    let server = with_instruments().await;
+    mount(
+        &server,
+        "POST",
+        ORDER_STATUS,
+        ok(fixture("orders_status_empty.json")),
+    )
+    .await;
+    // The order history knows other client ids only.
+    mount(&server, "GET", HISTORY, ok(fixture("history_orders.json"))).await;
+    mount(
+        &server,
+        "GET",
+        TRIGGERS,
+        ok(fixture("history_triggers.json")),
+    )
+    .await;
+    let cli = ClientOrderId::new("tf0042stop").unwrap();
+    let o = kraken(&server)
+        .order_by_client_id(&btc(), &cli)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.exchange_order_id, "b7a6c5d4-e3f2-4a1b-8c9d-0e1f2a3b4c55");
+    assert_eq!(
+        (o.order_type, o.status),
+        (OrderType::StopMarket, OrderStatus::Triggered)
+    );
+    assert_eq!(
+        (o.side, o.quantity, o.trigger_price),
+        (Side::Sell, dec!(0.004), Some(dec!(59000)))
+    );
+    assert_signed(
+        &server,
+        "GET",
+        TRIGGERS,
+        "tradeable=PF_XBTUSD&sort=desc&count=500",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -994,6 +1059,7 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ),
     ("order_status", "POST", ORDER_STATUS, "orders_status.json"),
     ("history", "GET", HISTORY, "history_orders.json"),
+    ("trigger_history", "GET", TRIGGERS, "history_triggers.json"),
     ("connectivity", "GET", ACCOUNTS, "balance.json"),
 ];
 
@@ -1015,6 +1081,10 @@ async fn run(op: &str, ex: &dyn Exchange) -> Result<(), ExchangeError> {
         "cancel_all" => ex.cancel_all(&btc()).await.map(|_| ()),
         "open_orders" => ex.open_orders(&btc()).await.map(|_| ()),
         "order_status" | "history" => ex.order_by_client_id(&btc(), &cli).await.map(|_| ()),
+        "trigger_history" => {
+            let stop = ClientOrderId::new("tf0042stop").unwrap();
+            ex.order_by_client_id(&btc(), &stop).await.map(|_| ())
+        }
         "connectivity" => ex.test_connectivity().await.map(|_| ()),
         other => panic!("unknown op {other}"),
     }
@@ -1038,7 +1108,7 @@ async fn malformed_or_truncated_answers_from_every_endpoint_are_errors() {
                     mount(&server, v2, p2, ok(fixture(n2))).await;
                 }
             }
-            if *p == HISTORY {
+            if *p == HISTORY || *p == TRIGGERS {
                 // orders/status must not know the order, or history is never asked.
                 Mock::given(method("POST"))
                     .and(path(ORDER_STATUS))
@@ -1111,6 +1181,13 @@ async fn place_once_after_a_timeout_finds_the_order_instead_of_placing_again() {
         "GET",
         HISTORY,
         ok(fixture("history_orders_empty.json")),
+    )
+    .await;
+    mount(
+        &server,
+        "GET",
+        TRIGGERS,
+        ok(fixture("history_triggers_empty.json")),
     )
     .await;
     let p = VenueParams {

@@ -11,8 +11,8 @@ use super::parse::decode;
 use super::signing::Signer;
 use super::wire::{
     AccountsResponse, Ack, CancelAllResponse, CancelOrderResponse, CandlesResponse,
-    HistoryOrdersResponse, InstrumentsResponse, OpenOrdersResponse, OpenPositionsResponse,
-    OrderStatusResponse, SendOrderResponse, TickerResponse, TickersResponse,
+    HistoryOrdersResponse, HistoryTriggersResponse, InstrumentsResponse, OpenOrdersResponse,
+    OpenPositionsResponse, OrderStatusResponse, SendOrderResponse, TickerResponse, TickersResponse,
 };
 use crate::exchange::ExchangeError;
 use crate::exchange::http::{RequestKind, VenueHttp};
@@ -293,7 +293,27 @@ impl KrakenClient {
         venue_symbol: &str,
         continuation_token: Option<&str>,
     ) -> Result<HistoryOrdersResponse, ExchangeError> {
-        let path = format!("{HISTORY}/orders");
+        self.history_page("orders", venue_symbol, continuation_token)
+            .await
+    }
+
+    /// One page of trigger (stop / take-profit) events of one market, newest first.
+    pub(super) async fn get_history_triggers(
+        &self,
+        venue_symbol: &str,
+        continuation_token: Option<&str>,
+    ) -> Result<HistoryTriggersResponse, ExchangeError> {
+        self.history_page("triggers", venue_symbol, continuation_token)
+            .await
+    }
+
+    async fn history_page<T: DeserializeOwned>(
+        &self,
+        stream: &str,
+        venue_symbol: &str,
+        continuation_token: Option<&str>,
+    ) -> Result<T, ExchangeError> {
+        let path = format!("{HISTORY}/{stream}");
         let mut params = vec![
             ("tradeable", venue_symbol.to_string()),
             ("sort", "desc".to_string()),

@@ -52,7 +52,8 @@ const INSTRUMENTS_TTL: Duration = Duration::from_secs(3600);
 /// Largest candle window asked for in one call (ccxt pages Kraken's charts API by 2000).
 const MAX_CANDLES: u32 = 2000;
 
-/// Pages of order history searched for a client order id (500 events each, newest first).
+/// Pages of order (then trigger) history searched for a client order id (500 events each,
+/// newest first).
 const HISTORY_PAGES: usize = 3;
 
 /// Market whose public ticker gives the server time and proves connectivity.
@@ -68,8 +69,8 @@ pub const DESCRIPTOR: VenueDescriptor = VenueDescriptor {
             on the venue). Testnet = demo-futures.kraken.com (separate keys). set_leverage sets the \
             symbol's max-leverage preference, which also switches it to isolated margin. Stop and \
             take-profit orders trigger on the mark price. Order lookup uses orders/status (open or \
-            closed in the last 5 s), then the order-history API (last 3 x 500 events of the market; \
-            trigger-order history is not searched). test_connectivity cannot read key permissions.",
+            closed in the last 5 s), then the order and trigger history APIs (newest 3 x 500 events \
+            of the market each). test_connectivity cannot read key permissions.",
     build,
 };
 
@@ -266,6 +267,7 @@ impl KrakenFutures {
         Ok(params)
     }
 
+    /// Search the order history, then the trigger history, newest first, a few pages each.
     async fn history_lookup(
         &self,
         venue_symbol: &str,
@@ -277,13 +279,26 @@ impl KrakenFutures {
                 .client
                 .get_history_orders(venue_symbol, token.as_deref())
                 .await?;
-            let next = page.continuation_token.take();
+            token = page.continuation_token.take().filter(|t| !t.is_empty());
             if let Some(order) = parse::history_lookup(page, cli.as_str())? {
                 return Ok(Some(order));
             }
-            match next {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut token: Option<String> = None;
+        for _ in 0..HISTORY_PAGES {
+            let mut page = self
+                .client
+                .get_history_triggers(venue_symbol, token.as_deref())
+                .await?;
+            token = page.continuation_token.take().filter(|t| !t.is_empty());
+            if let Some(order) = parse::trigger_history_lookup(page, cli.as_str())? {
+                return Ok(Some(order));
+            }
+            if token.is_none() {
+                break;
             }
         }
         Ok(None)
@@ -471,7 +486,7 @@ impl Exchange for KrakenFutures {
         {
             return parse::status_order(found).map(Some);
         }
-        // Older: the account's order history.
+        // Older: the account's order and trigger history.
         self.history_lookup(&w.symbol, client_order_id).await
     }
 

@@ -11,9 +11,9 @@ use super::VENUE;
 use super::errors::map_code;
 use super::symbols::from_venue;
 use super::wire::{
-    AccountsResponse, CandlesResponse, Envelope, HistoryOrdersResponse, OpenPositionsResponse,
-    SendOrderResponse, TickerResponse, WireCachedOrder, WireHistoricalOrder, WireInstrument,
-    WireOpenOrder, WireOrderStatus,
+    AccountsResponse, CandlesResponse, Envelope, HistoryOrdersResponse, HistoryTriggersResponse,
+    OpenPositionsResponse, SendOrderResponse, TickerResponse, WireCachedOrder, WireHistoricalOrder,
+    WireHistoricalTrigger, WireInstrument, WireOpenOrder, WireOrderStatus,
 };
 use crate::domain::{
     Balance, Candle, ClientOrderId, Instrument, Order, OrderRequest, OrderStatus, OrderType,
@@ -583,6 +583,75 @@ pub(super) fn history_lookup(
     best.map(|(_, o, s)| history_order(o, s)).transpose()
 }
 
+fn trigger_history_order(
+    o: WireHistoricalTrigger,
+    status: OrderStatus,
+) -> Result<Order, ExchangeError> {
+    let endpoint = "history/triggers";
+    let symbol = from_venue(&o.tradeable)
+        .ok_or_else(|| malformed(endpoint, format!("not a PF_ perpetual: {}", o.tradeable)))?;
+    let side = side(endpoint, &o.direction)?;
+    // As for orders/status: the trigger direction tells a stop from a take-profit.
+    let order_type = match (o.trigger_options.trigger_side.as_str(), side) {
+        ("Below", Side::Sell) | ("Above", Side::Buy) => OrderType::StopMarket,
+        ("Above", Side::Sell) | ("Below", Side::Buy) => OrderType::TakeProfitMarket,
+        (other, _) => {
+            return Err(malformed(
+                endpoint,
+                format!("unknown triggerSide {other:?}"),
+            ));
+        }
+    };
+    Ok(Order {
+        symbol,
+        client_order_id: client_id(o.client_id.as_deref()),
+        exchange_order_id: o.uid,
+        side,
+        order_type,
+        status,
+        quantity: o.quantity,
+        price: o.limit_price,
+        trigger_price: Some(o.trigger_options.trigger_price),
+        reduce_only: o.reduce_only,
+        filled_quantity: Decimal::ZERO,
+        average_price: None,
+        fee: None,
+        created_at: millis_to_time(o.timestamp),
+        updated_at: o.last_update_timestamp.and_then(millis_to_time),
+    })
+}
+
+/// The latest state of the trigger (stop / take-profit) order with client id `cli` in one page.
+/// An activated trigger is `Triggered`: the market order it became is tracked by the venue.
+pub(super) fn trigger_history_lookup(
+    resp: HistoryTriggersResponse,
+    cli: &str,
+) -> Result<Option<Order>, ExchangeError> {
+    let mut best: Option<(i64, WireHistoricalTrigger, OrderStatus)> = None;
+    for el in resp.elements {
+        let ev = el.event;
+        let (order, status) = if let Some(p) = ev.placed {
+            (p.order, OrderStatus::Open)
+        } else if let Some(u) = ev.updated {
+            (u.new_order_trigger, OrderStatus::Open)
+        } else if let Some(c) = ev.cancelled {
+            (c.order, OrderStatus::Canceled)
+        } else if let Some(a) = ev.activated {
+            (a.order, OrderStatus::Triggered)
+        } else {
+            continue;
+        };
+        if order.client_id.as_deref() != Some(cli) {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(t, _, _)| el.timestamp >= *t) {
+            best = Some((el.timestamp, order, status));
+        }
+    }
+    best.map(|(_, o, s)| trigger_history_order(o, s))
+        .transpose()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -684,6 +753,11 @@ mod tests {
                 "tf0042entry",
             )
             .map(|_| ()),
+            "triggers" => trigger_history_lookup(
+                decode::<HistoryTriggersResponse>("h", &r, read)?,
+                "tf0042stop",
+            )
+            .map(|_| ()),
             "ack" => decode::<Ack>("l", &r, RequestKind::Write).map(|_| ()),
             other => panic!("no parser for {other}"),
         }
@@ -704,6 +778,7 @@ mod tests {
         ("status", fixture!("orders_status.json")),
         ("status", fixture!("orders_status_trigger.json")),
         ("history", fixture!("history_orders.json")),
+        ("triggers", fixture!("history_triggers.json")),
         ("ack", fixture!("success.json")),
     ];
 
@@ -806,6 +881,18 @@ mod tests {
         let h: HistoryOrdersResponse =
             serde_json::from_str(fixture!("history_orders.json")).unwrap();
         assert!(history_lookup(h, "nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn trigger_history_reports_activation() {
+        let h: HistoryTriggersResponse =
+            serde_json::from_str(fixture!("history_triggers.json")).unwrap();
+        let o = trigger_history_lookup(h, "tf0042stop").unwrap().unwrap();
+        assert_eq!(
+            (o.status, o.order_type),
+            (OrderStatus::Triggered, OrderType::StopMarket)
+        );
+        assert_eq!((o.trigger_price, o.price), (Some(dec!(59000)), None));
     }
 
     proptest! {

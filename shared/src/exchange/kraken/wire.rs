@@ -367,3 +367,72 @@ pub(super) struct WireHistoricalOrder {
     #[serde(default)]
     pub last_update_timestamp: Option<i64>,
 }
+
+/// History API (`/api/history/v2/triggers`) page: stop and take-profit orders.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HistoryTriggersResponse {
+    pub elements: Vec<WireTriggerElement>,
+    #[serde(default)]
+    pub continuation_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct WireTriggerElement {
+    #[serde(deserialize_with = "int")]
+    pub timestamp: i64,
+    pub event: WireTriggerEvent,
+}
+
+/// Externally tagged trigger event; unknown kinds leave every field empty.
+#[derive(Debug, Deserialize)]
+pub(super) struct WireTriggerEvent {
+    #[serde(default, rename = "OrderTriggerPlaced")]
+    pub placed: Option<WireTriggerOrderEvent>,
+    #[serde(default, rename = "OrderTriggerUpdated")]
+    pub updated: Option<WireTriggerUpdate>,
+    #[serde(default, rename = "OrderTriggerCancelled")]
+    pub cancelled: Option<WireTriggerOrderEvent>,
+    #[serde(default, rename = "OrderTriggerActivated")]
+    pub activated: Option<WireTriggerOrderEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct WireTriggerOrderEvent {
+    pub order: WireHistoricalTrigger,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct WireTriggerUpdate {
+    pub new_order_trigger: WireHistoricalTrigger,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct WireHistoricalTrigger {
+    pub uid: String,
+    pub tradeable: String,
+    pub direction: String,
+    #[serde(deserialize_with = "decimal")]
+    pub quantity: Decimal,
+    #[serde(deserialize_with = "int")]
+    pub timestamp: i64,
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub limit_price: Option<Decimal>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub reduce_only: bool,
+    #[serde(default)]
+    pub last_update_timestamp: Option<i64>,
+    pub trigger_options: WireHistoryTriggerOptions,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct WireHistoryTriggerOptions {
+    #[serde(deserialize_with = "decimal")]
+    pub trigger_price: Decimal,
+    pub trigger_side: String,
+}
