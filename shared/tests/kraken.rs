@@ -399,8 +399,37 @@ async fn unknown_symbols_are_typed() {
         ex.instrument(&doge).await.unwrap_err().kind(),
         "unknown_symbol"
     );
+    assert_eq!(ex.ticker(&doge).await.unwrap_err().kind(), "unknown_symbol");
+    assert_eq!(
+        requests_to(&server, INSTRUMENTS).await.len(),
+        1,
+        "a fresh list is not downloaded again for every unknown symbol"
+    );
     let usdt: Symbol = "BTC/USDT:USDT".parse().unwrap();
     assert_eq!(ex.ticker(&usdt).await.unwrap_err().kind(), "unknown_symbol");
+}
+
+#[tokio::test]
+async fn http_500_with_an_order_error_is_that_error() {
+    // Kraken has answered margin rejections as HTTP 500 with an `errors` list (ccxt#19896).
+    let server = with_instruments().await;
+    let body = r#"{"errors":[{"code":92,"message":"INSUFFICIENT_MARGIN"}]}"#;
+    mount(
+        &server,
+        "POST",
+        SENDORDER,
+        ResponseTemplate::new(500).set_body_string(body),
+    )
+    .await;
+    let err = kraken(&server)
+        .place_order(&order_request("im1", OrderType::Limit))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ExchangeError::InsufficientMargin { .. }),
+        "{err:?}"
+    );
+    assert_eq!(requests_to(&server, SENDORDER).await.len(), 1);
 }
 
 #[tokio::test]

@@ -49,6 +49,9 @@ const RATE_LIMIT: RateLimit = RateLimit {
 /// How long the `/instruments` list is trusted before it is fetched again.
 const INSTRUMENTS_TTL: Duration = Duration::from_secs(3600);
 
+/// A symbol missing from a cached list is looked up again only when the list is at least this old.
+const MISS_REFETCH_AFTER: Duration = Duration::from_secs(60);
+
 /// Largest candle window asked for in one call (ccxt pages Kraken's charts API by 2000).
 const MAX_CANDLES: u32 = 2000;
 
@@ -165,20 +168,23 @@ impl KrakenFutures {
     async fn resolve(&self, symbol: &Symbol) -> ExchangeResult<WireInstrument> {
         let venue_symbol = symbols::to_venue(symbol)?;
         let mut cache = self.instruments.lock().await;
-        let fresh = |c: &InstrumentCache| c.0.elapsed() < INSTRUMENTS_TTL;
-        let cached = cache
-            .as_ref()
-            .filter(|c| fresh(c))
-            .and_then(|c| c.1.get(&venue_symbol).cloned());
-        let found = match cached {
+        let (hit, may_refetch) = match cache.as_ref() {
+            Some((at, map)) if at.elapsed() < INSTRUMENTS_TTL => (
+                map.get(&venue_symbol).cloned(),
+                // A miss may be a new listing, but do not re-download the list on every miss.
+                at.elapsed() >= MISS_REFETCH_AFTER,
+            ),
+            _ => (None, true),
+        };
+        let found = match hit {
             Some(i) => Some(i),
-            None => {
-                // Not cached or stale, or listed since the last fetch: look again, once.
+            None if may_refetch => {
                 let map = self.fetch_instruments().await?;
                 let found = map.get(&venue_symbol).cloned();
                 *cache = Some((Instant::now(), map));
                 found
             }
+            None => None,
         };
         let unknown = |message: &str| ExchangeError::UnknownSymbol {
             venue: VENUE,
