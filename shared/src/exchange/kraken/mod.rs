@@ -35,7 +35,7 @@ use crate::domain::{
     Ticker, Timeframe,
 };
 
-pub(crate) const VENUE: &str = "kraken";
+const VENUE: &str = "kraken";
 
 const PRODUCTION_URL: &str = "https://futures.kraken.com";
 const DEMO_URL: &str = "https://demo-futures.kraken.com";
@@ -77,12 +77,21 @@ pub const DESCRIPTOR: VenueDescriptor = VenueDescriptor {
     build,
 };
 
-fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
-    let base_url = match (&params.base_url, params.testnet) {
-        (Some(url), _) => url.as_str(),
+/// The host root every API path hangs off. An override may be given as the host or, as Kraken's
+/// documentation prints it, with the `/derivatives/api/v3` suffix, which is dropped.
+fn base_url(params: &VenueParams) -> &str {
+    match (&params.base_url, params.testnet) {
+        (Some(url), _) => {
+            let url = url.trim_end_matches('/');
+            url.strip_suffix("/derivatives/api/v3").unwrap_or(url)
+        }
         (None, true) => DEMO_URL,
         (None, false) => PRODUCTION_URL,
-    };
+    }
+}
+
+fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
+    let base_url = base_url(params);
     let http = VenueHttp::new(VENUE, base_url, RATE_LIMIT, params.http.clone())?;
     let signer = params
         .credentials
@@ -593,6 +602,31 @@ mod tests {
         let mut r = request(OrderType::TakeProfitMarket);
         r.trigger_price = None;
         assert!(KrakenFutures::order_params(&r, &instrument()).is_err());
+    }
+
+    #[test]
+    fn base_url_choice() {
+        let with = |base_url: Option<&str>, testnet: bool| VenueParams {
+            base_url: base_url.map(str::to_string),
+            testnet,
+            ..VenueParams::default()
+        };
+        assert_eq!(base_url(&with(None, false)), "https://futures.kraken.com");
+        assert_eq!(
+            base_url(&with(None, true)),
+            "https://demo-futures.kraken.com"
+        );
+        assert_eq!(
+            base_url(&with(
+                Some("https://proxy.local/kraken/derivatives/api/v3/"),
+                false
+            )),
+            "https://proxy.local/kraken"
+        );
+        assert_eq!(
+            base_url(&with(Some("http://127.0.0.1:9"), true)),
+            "http://127.0.0.1:9"
+        );
     }
 
     #[test]
