@@ -1,0 +1,2 @@
+//! Placeholder replaced by the lock benchmark.
+fn main() {}
