@@ -292,7 +292,8 @@ fn parse_err(spec: &str) -> KeyRingError {
 #[test]
 fn key_ring_parsing_errors_name_the_problem_without_key_material() {
     let short = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg=="; // 31 bytes
-    let cases: Vec<(String, fn(&KeyRingError) -> bool, &str)> = vec![
+    type Case = (String, fn(&KeyRingError) -> bool, &'static str);
+    let cases: Vec<Case> = vec![
         ("".into(), |e| matches!(e, KeyRingError::Empty), "empty"),
         (
             " ,\n, ".into(),
@@ -476,7 +477,7 @@ fn plaintexts(i: u64) -> (String, String, Option<String>) {
     (
         format!("key-{i}"),
         format!("secret-{i}-\u{00e9}"),
-        (i % 3 == 0).then(|| format!("pass-{i}")),
+        i.is_multiple_of(3).then(|| format!("pass-{i}")),
     )
 }
 
