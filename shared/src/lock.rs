@@ -574,6 +574,14 @@ mod tests {
     }
 
     #[test]
+    fn guards_can_move_between_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<LockManager>();
+        send_sync::<LockGuard>();
+        send_sync::<LockError>();
+    }
+
+    #[test]
     fn tokens_are_random_128_bit_hex() {
         let a = new_token();
         assert_eq!(a.len(), 32);

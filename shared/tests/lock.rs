@@ -82,6 +82,9 @@ async fn second_acquire_is_contended_until_release() {
 
     let a = worker_a.acquire(7, TTL).await.unwrap().unwrap();
     a.ensure_held().unwrap();
+    // A cycle can `select!` on `lost()` inside a spawned task.
+    fn is_send<T: Send>(_: &T) {}
+    is_send(&a.lost());
     assert!(worker_b.acquire(7, TTL).await.unwrap().is_none());
     assert!(worker_a.acquire(7, TTL).await.unwrap().is_none());
     // Another subscription is independent.

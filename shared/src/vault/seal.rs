@@ -32,7 +32,7 @@ use aes_gcm::aead::{Aead, Payload};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use super::keyring::{KeyId, KeyRing, KeyRingError, MasterKey};
 
@@ -223,20 +223,21 @@ impl KeyRing {
             })?;
         let aad = binding.associated_data(sealed.key_id.as_str())?;
         let nonce = Nonce::from(sealed.nonce);
-        let plaintext = Zeroizing::new(
-            key.cipher
-                .decrypt(
-                    &nonce,
-                    Payload {
-                        msg: &sealed.ciphertext,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| VaultError::Decrypt {
-                    key_id: sealed.key_id.to_string(),
-                })?,
-        );
-        match String::from_utf8(plaintext.to_vec()) {
+        let plaintext = key
+            .cipher
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Decrypt {
+                key_id: sealed.key_id.to_string(),
+            })?;
+        // The buffer moves into the `SecretString` (zeroized on drop) without a copy; on
+        // failure it is wiped here.
+        match String::from_utf8(plaintext) {
             Ok(text) => Ok(SecretString::from(text)),
             Err(e) => {
                 e.into_bytes().zeroize();
@@ -328,6 +329,13 @@ mod tests {
             s("ciphertext_and_tag_hex")
         );
         assert_eq!(sealed.encode(), s("token"));
+    }
+
+    #[test]
+    fn vault_types_can_be_shared_across_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<KeyRing>();
+        send_sync::<Sealed>();
     }
 
     #[test]
