@@ -41,6 +41,8 @@ use crate::config::RedisConfig;
 
 /// Shortest TTL accepted (renewal runs every TTL/3).
 const MIN_TTL: Duration = Duration::from_millis(30);
+/// Longest TTL (and wait) accepted; keeps instant arithmetic far from overflow.
+const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 const ACQUIRE_LUA: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -78,7 +80,7 @@ pub enum LockError {
     Connect(#[source] RedisError),
     #[error("lock {key} lost: {reason}")]
     Lost { key: String, reason: LostReason },
-    #[error("invalid lock TTL {ttl:?}: must be at least 30 ms")]
+    #[error("invalid lock TTL {ttl:?}: must be between 30 ms and 24 h")]
     InvalidTtl { ttl: Duration },
     #[error("unexpected reply {reply} from redis on lock {key}")]
     UnexpectedReply { key: String, reply: i64 },
@@ -198,14 +200,14 @@ impl LockManager {
     }
 
     /// Retries [`LockManager::acquire`] with growing pauses (20 ms doubling to 250 ms, with
-    /// jitter) until it succeeds or `max_wait` has passed (`Ok(None)`).
+    /// jitter) until it succeeds or `max_wait` (capped at 24 h) has passed (`Ok(None)`).
     pub async fn try_acquire_with_wait(
         &self,
         sub_id: impl fmt::Display,
         ttl: Duration,
         max_wait: Duration,
     ) -> Result<Option<LockGuard>, LockError> {
-        let deadline = Instant::now() + max_wait;
+        let deadline = Instant::now() + max_wait.min(MAX_TTL);
         let mut pause = Duration::from_millis(20);
         loop {
             if let Some(guard) = self.acquire_inner(&sub_id, ttl, true).await? {
@@ -228,7 +230,7 @@ impl LockManager {
         ttl: Duration,
         renew: bool,
     ) -> Result<Option<LockGuard>, LockError> {
-        if ttl < MIN_TTL {
+        if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
             return Err(LockError::InvalidTtl { ttl });
         }
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);

@@ -324,13 +324,24 @@ async fn waiting_acquire_gives_up_after_max_wait() {
 }
 
 #[tokio::test]
-async fn too_short_ttl_is_rejected() {
+async fn out_of_range_ttl_is_rejected() {
     let scope = Scope::new();
     let m = scope.manager().await;
     assert!(matches!(
         m.acquire(1, Duration::from_millis(5)).await,
         Err(LockError::InvalidTtl { .. })
     ));
+    // An absurd TTL (e.g. a bad config value) is an error, not an overflow panic.
+    assert!(matches!(
+        m.acquire(1, Duration::from_millis(u64::MAX)).await,
+        Err(LockError::InvalidTtl { .. })
+    ));
+    let unbounded_wait = m
+        .try_acquire_with_wait(1, Duration::from_secs(1), Duration::MAX)
+        .await
+        .unwrap()
+        .unwrap();
+    unbounded_wait.release().await.unwrap();
 }
 
 /// A TCP proxy in front of Redis that can be cut: existing connections are dropped and new ones
