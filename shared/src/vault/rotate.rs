@@ -158,6 +158,15 @@ pub async fn rotate_to_newest<S: SealedRowSource>(
             }
         };
         if batch.is_empty() {
+            tracing::info!(
+                scanned = report.scanned,
+                resealed = report.resealed,
+                already_current = report.already_current,
+                conflicts = report.conflicts,
+                failures = report.failures.len(),
+                newest_key = %ring.newest_key_id(),
+                "vault key rotation pass finished"
+            );
             return Ok(report);
         }
         for row in batch {
@@ -183,6 +192,12 @@ pub async fn rotate_to_newest<S: SealedRowSource>(
             }
             report.last_id = Some(row.id);
         }
+        tracing::debug!(
+            scanned = report.scanned,
+            resealed = report.resealed,
+            last_id = ?report.last_id,
+            "vault key rotation batch done"
+        );
     }
 }
 
