@@ -326,8 +326,7 @@ mod tests {
             "{h}0,1,2,1,1,5\n300000,1,2,1,2,5\n600000,2,3,1,3,5\n"
         ))
         .unwrap();
-        // At 599999 only the first candle (end 300000) and the second (end 600000)? No: the
-        // second ends at 600000 > 599999, so only the first is complete.
+        // At 599999 only the first candle (end 300000) is complete; the second ends at 600000.
         let got = s.closed_candles(0, 599_999).await.unwrap();
         assert_eq!(got.len(), 1);
         let got = s.closed_candles(300_000, 900_000).await.unwrap();

@@ -668,3 +668,269 @@ fn insufficient(required: Decimal, available: Decimal) -> ExchangeError {
         ),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::ClientOrderId;
+    use rust_decimal_macros::dec;
+
+    fn rules() -> Rules {
+        let symbol: Symbol = "XRP/USDT:USDT".parse().unwrap();
+        Rules {
+            instrument: Instrument {
+                symbol: symbol.clone(),
+                venue_symbol: "XRPUSDT".into(),
+                tick_size: dec!(0.0001),
+                step_size: dec!(0.1),
+                min_quantity: dec!(0.1),
+                min_notional: dec!(5),
+                contract_size: dec!(1),
+                max_leverage: dec!(20),
+            },
+            symbol,
+            taker_fee: dec!(0.0005),
+            maker_fee: dec!(0.0002),
+            slippage_bps: dec!(2),
+            maintenance_margin_rate: dec!(0.005),
+            max_leverage: 20,
+            default_leverage: 10,
+        }
+    }
+
+    fn state() -> PaperState {
+        PaperState {
+            version: super::super::STATE_VERSION,
+            account: "t".into(),
+            processed_until_ms: 0,
+            initial_balance: dec!(1000),
+            wallet_balance: dec!(1000),
+            realized_pnl: Decimal::ZERO,
+            fees_paid: Decimal::ZERO,
+            leverage: Default::default(),
+            positions: Default::default(),
+            orders: Vec::new(),
+            fills: Vec::new(),
+            next_order_seq: 1,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(0).unwrap()
+    }
+
+    fn order(
+        id: &str,
+        side: Side,
+        order_type: OrderType,
+        qty: Decimal,
+        px: Option<Decimal>,
+        ro: bool,
+    ) -> OrderRequest {
+        OrderRequest {
+            symbol: "XRP/USDT:USDT".parse().unwrap(),
+            client_order_id: ClientOrderId::new(id).unwrap(),
+            side,
+            order_type,
+            quantity: qty,
+            price: if order_type == OrderType::Limit {
+                px
+            } else {
+                None
+            },
+            trigger_price: if order_type.is_conditional() {
+                px
+            } else {
+                None
+            },
+            reduce_only: ro,
+        }
+    }
+
+    fn candle(open: Decimal, high: Decimal, low: Decimal, close: Decimal) -> BaseCandle {
+        BaseCandle {
+            open_time_ms: 0,
+            open,
+            high,
+            low,
+            close,
+            volume: dec!(1),
+        }
+    }
+
+    #[test]
+    fn liquidation_price_follows_the_documented_formula() {
+        let r = rules();
+        let long = PaperPosition {
+            quantity: dec!(10),
+            entry_price: dec!(2),
+        };
+        // 2 x (1 - 1/10 + 0.005) = 1.81
+        assert_eq!(r.liquidation_price(&long, 10), dec!(1.81));
+        let short = PaperPosition {
+            quantity: dec!(-10),
+            entry_price: dec!(2),
+        };
+        // 2 x (1 + 1/4 - 0.005) = 2.49
+        assert_eq!(r.liquidation_price(&short, 4), dec!(2.49));
+        // 1x long: 2 x 0.005 = 0.01, never negative.
+        assert_eq!(r.liquidation_price(&long, 1), dec!(0.01));
+    }
+
+    #[test]
+    fn entries_average_and_closing_realizes_against_the_average() {
+        let r = rules();
+        let mut st = state();
+        assert_eq!(
+            r.apply_to_position(&mut st, Side::Buy, dec!(100), dec!(1.0)),
+            dec!(0)
+        );
+        assert_eq!(
+            r.apply_to_position(&mut st, Side::Buy, dec!(300), dec!(1.2)),
+            dec!(0)
+        );
+        // (100 x 1.0 + 300 x 1.2) / 400 = 1.15
+        assert_eq!(r.position(&st).unwrap().entry_price, dec!(1.15));
+        // Selling 500: closes 400 at 1.3 -> 400 x 0.15 = 60, then short 100 at 1.3.
+        assert_eq!(
+            r.apply_to_position(&mut st, Side::Sell, dec!(500), dec!(1.3)),
+            dec!(60)
+        );
+        let p = r.position(&st).unwrap();
+        assert_eq!((p.quantity, p.entry_price), (dec!(-100), dec!(1.3)));
+    }
+
+    #[test]
+    fn slippage_is_against_the_taker_on_the_tick_grid() {
+        let r = rules();
+        // 1.0881 x 1.0002 = 1.08831762 -> up 1.0884; x 0.9998 = 1.08788238 -> down 1.0878.
+        assert_eq!(r.slipped(Side::Buy, dec!(1.0881)), dec!(1.0884));
+        assert_eq!(r.slipped(Side::Sell, dec!(1.0881)), dec!(1.0878));
+    }
+
+    #[test]
+    fn a_stop_gapped_through_fills_at_the_open() {
+        let r = rules();
+        let mut st = state();
+        r.place(
+            &mut st,
+            &order("e", Side::Buy, OrderType::Market, dec!(100), None, false),
+            Some(dec!(1.0)),
+            now(),
+        )
+        .unwrap();
+        r.place(
+            &mut st,
+            &order(
+                "s",
+                Side::Sell,
+                OrderType::StopMarket,
+                dec!(100),
+                Some(dec!(0.98)),
+                true,
+            ),
+            Some(dec!(1.0)),
+            now(),
+        )
+        .unwrap();
+        // Opens at 0.97, below the 0.98 trigger: fill 0.97 x 0.9998 = 0.969806 -> down 0.9698.
+        r.process_candle(
+            &mut st,
+            &candle(dec!(0.97), dec!(0.975), dec!(0.96), dec!(0.97)),
+            300_000,
+        )
+        .unwrap();
+        let o = st.orders.get(1).unwrap();
+        assert_eq!(o.status, OrderStatus::Triggered);
+        assert_eq!(o.average_price, Some(dec!(0.9698)));
+    }
+
+    #[test]
+    fn liquidation_comes_before_a_stop_beyond_it() {
+        let r = rules();
+        let mut st = state();
+        // Long 100 at 1.0002 (1.0 slipped) at 10x: liquidation 1.0002 x 0.905 = 0.905181 -> up
+        // 0.9052. A stop at 0.90 lies beyond it: the position is liquidated first and the stop
+        // is canceled with the other open orders.
+        r.place(
+            &mut st,
+            &order("e", Side::Buy, OrderType::Market, dec!(100), None, false),
+            Some(dec!(1.0)),
+            now(),
+        )
+        .unwrap();
+        r.place(
+            &mut st,
+            &order(
+                "s",
+                Side::Sell,
+                OrderType::StopMarket,
+                dec!(100),
+                Some(dec!(0.90)),
+                true,
+            ),
+            Some(dec!(1.0)),
+            now(),
+        )
+        .unwrap();
+        r.process_candle(
+            &mut st,
+            &candle(dec!(0.99), dec!(0.99), dec!(0.85), dec!(0.86)),
+            300_000,
+        )
+        .unwrap();
+        assert!(r.position(&st).is_none());
+        assert_eq!(st.orders.get(1).unwrap().status, OrderStatus::Canceled);
+        let fill = st.fills.last().unwrap();
+        assert_eq!(
+            (fill.liquidity, fill.price),
+            (Liquidity::Liquidation, dec!(0.9052))
+        );
+        // Entry fee 100 x 1.0002 x 0.0005 = 0.05001; margin 100 x 1.0002 / 10 = 10.002 is lost
+        // whole: 1000 - 0.05001 - 10.002 = 989.94799.
+        assert_eq!(st.wallet_balance, dec!(989.94799));
+    }
+
+    #[test]
+    fn rejected_requests_leave_the_state_untouched() {
+        let r = rules();
+        let mut st = state();
+        let before = st.clone();
+        for bad in [
+            order("a", Side::Buy, OrderType::Market, dec!(0.15), None, false),
+            order("b", Side::Buy, OrderType::Market, dec!(1), None, false),
+            order("c", Side::Buy, OrderType::Limit, dec!(100), None, false),
+            order(
+                "d",
+                Side::Buy,
+                OrderType::Limit,
+                dec!(100),
+                Some(dec!(0.99995)),
+                false,
+            ),
+            order(
+                "e",
+                Side::Sell,
+                OrderType::StopMarket,
+                dec!(100),
+                Some(dec!(1.01)),
+                false,
+            ),
+            order(
+                "f",
+                Side::Buy,
+                OrderType::Market,
+                dec!(1000000),
+                None,
+                false,
+            ),
+        ] {
+            assert!(
+                r.place(&mut st, &bad, Some(dec!(1.0)), now()).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(st, before);
+    }
+}

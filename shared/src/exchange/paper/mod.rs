@@ -442,18 +442,21 @@ impl Exchange for PaperExchange {
         let has_current = out
             .last()
             .is_some_and(|c| c.open_time.timestamp_millis() == current);
-        if !frozen && !has_current && current >= from && current < to {
-            if let Some(last) = self.last_closed(now_ms).await? {
-                out.push(Candle {
-                    open_time: candles::millis_to_time(current)?,
-                    open: last.close,
-                    high: last.close,
-                    low: last.close,
-                    close: last.close,
-                    volume: Decimal::ZERO,
-                    closed: false,
-                });
-            }
+        if !frozen
+            && !has_current
+            && current >= from
+            && current < to
+            && let Some(last) = self.last_closed(now_ms).await?
+        {
+            out.push(Candle {
+                open_time: candles::millis_to_time(current)?,
+                open: last.close,
+                high: last.close,
+                low: last.close,
+                close: last.close,
+                volume: Decimal::ZERO,
+                closed: false,
+            });
         }
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         if since.is_some() {
