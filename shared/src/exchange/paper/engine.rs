@@ -101,7 +101,9 @@ impl Rules {
             quantity: p.quantity.abs(),
             entry_price: p.entry_price,
             mark_price: mark,
-            unrealized_pnl: mark.map_or(Decimal::ZERO, |m| (m - p.entry_price) * p.quantity),
+            unrealized_pnl: mark.map_or(Decimal::ZERO, |m| {
+                ((m - p.entry_price) * p.quantity).normalize()
+            }),
             leverage: Some(Decimal::from(lev)),
             liquidation_price: Some(self.liquidation_price(&p, lev)),
         })
@@ -127,11 +129,13 @@ impl Rules {
         let equity = st.wallet_balance + unrealized;
         AccountView {
             wallet: st.wallet_balance,
-            unrealized,
-            equity,
+            unrealized: unrealized.normalize(),
+            equity: equity.normalize(),
             position_margin,
             order_margin,
-            available: (equity - position_margin - order_margin).max(Decimal::ZERO),
+            available: (equity - position_margin - order_margin)
+                .max(Decimal::ZERO)
+                .normalize(),
         }
     }
 
@@ -356,10 +360,8 @@ impl Rules {
             Liquidity::Maker => self.maker_fee,
             Liquidity::Taker | Liquidity::Liquidation => self.taker_fee,
         };
-        let fee = quantity * price * rate;
-        st.wallet_balance += realized - fee;
-        st.realized_pnl += realized;
-        st.fees_paid += fee;
+        let fee = (quantity * price * rate).normalize();
+        book(st, realized, fee);
         st.fills.push(PaperFill {
             time_ms,
             symbol: order.symbol.to_string(),
@@ -407,7 +409,8 @@ impl Rules {
         };
         let new_qty = p.quantity + delta;
         if p.quantity.is_sign_positive() == delta.is_sign_positive() {
-            let entry = (p.quantity.abs() * p.entry_price + quantity * price) / new_qty.abs();
+            let entry =
+                ((p.quantity.abs() * p.entry_price + quantity * price) / new_qty.abs()).normalize();
             st.positions.insert(
                 key,
                 PaperPosition {
@@ -423,7 +426,7 @@ impl Rules {
         } else {
             Decimal::NEGATIVE_ONE
         };
-        let realized = closed * (price - p.entry_price) * direction;
+        let realized = (closed * (price - p.entry_price) * direction).normalize();
         if new_qty.is_zero() {
             st.positions.remove(&key);
         } else if new_qty.is_sign_positive() == p.quantity.is_sign_positive() {
@@ -460,9 +463,8 @@ impl Rules {
         let realized = (liq - p.entry_price) * p.quantity;
         let forfeited = (margin + realized).max(Decimal::ZERO);
         st.positions.remove(&self.key());
-        st.wallet_balance += realized - forfeited;
-        st.realized_pnl += realized;
-        st.fees_paid += forfeited;
+        let (realized, forfeited) = (realized.normalize(), forfeited.normalize());
+        book(st, realized, forfeited);
         st.fills.push(PaperFill {
             time_ms,
             symbol: self.key(),
@@ -656,6 +658,13 @@ impl Rules {
         *st = next;
         Ok(())
     }
+}
+
+/// Realized PnL and fees into the balance, kept in their shortest form for output.
+fn book(st: &mut PaperState, realized: Decimal, fee: Decimal) {
+    st.wallet_balance = (st.wallet_balance + realized - fee).normalize();
+    st.realized_pnl = (st.realized_pnl + realized).normalize();
+    st.fees_paid = (st.fees_paid + fee).normalize();
 }
 
 fn insufficient(required: Decimal, available: Decimal) -> ExchangeError {
