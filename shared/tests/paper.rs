@@ -840,3 +840,103 @@ async fn workers_sharing_a_store_see_one_account() {
         .unwrap();
     assert_eq!(loaded.orders.len(), 1);
 }
+
+#[tokio::test]
+async fn another_csv_replays_another_market() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("btc.csv");
+    // Three 1h candles from 2024-01-01 00:00 UTC (1704067200000).
+    std::fs::write(
+        &path,
+        "open_time,open,high,low,close,volume\n\
+         1704067200000,42000,42500,41800,42400,10\n\
+         1704070800000,42400,42600,42300,42550,12\n\
+         1704074400000,42550,42700,42000,42100,8\n",
+    )
+    .unwrap();
+    let settings = PaperSettings {
+        csv: Some(path),
+        symbol: "BTC/USDT:USDT".into(),
+        tick_size: dec!(0.1),
+        step_size: dec!(0.001),
+        min_quantity: dec!(0.001),
+        ..PaperSettings::default()
+    };
+    let (_c, ex) = venue(1_704_067_200_000 + 2 * 3_600_000, settings);
+    let btc: Symbol = "BTC/USDT:USDT".parse().unwrap();
+    assert_eq!(ex.ticker(&btc).await.unwrap().last, dec!(42550));
+    // 1h is the base; 4h aggregates the two complete hours and is still forming.
+    let k = ex.klines(&btc, Timeframe::H4, None, 1).await.unwrap();
+    assert_eq!(
+        (
+            k[0].open,
+            k[0].high,
+            k[0].low,
+            k[0].close,
+            k[0].volume,
+            k[0].closed
+        ),
+        (
+            dec!(42000),
+            dec!(42600),
+            dec!(41800),
+            dec!(42550),
+            dec!(22),
+            false
+        )
+    );
+    let err = ex.klines(&btc, Timeframe::M15, None, 1).await.unwrap_err();
+    assert!(err.to_string().contains("1h base interval"), "{err}");
+    let err = ex.ticker(&xrp()).await.unwrap_err();
+    assert_eq!(err.kind(), "unknown_symbol");
+}
+
+#[test]
+fn settings_that_cannot_work_are_config_errors() {
+    let clock = Arc::new(ManualClock::new(at(T0)));
+    let build = |s: PaperSettings| {
+        build_exchange(
+            "paper",
+            &VenueParams {
+                clock: clock.clone(),
+                paper: s,
+                ..VenueParams::default()
+            },
+        )
+    };
+    let cases = [
+        (
+            PaperSettings {
+                symbol: "BTC/USDT:USDT".into(),
+                ..PaperSettings::default()
+            },
+            "needs paper.csv",
+        ),
+        (
+            PaperSettings {
+                default_leverage: 50,
+                ..PaperSettings::default()
+            },
+            "default_leverage (50) <= max_leverage (20)",
+        ),
+        (
+            PaperSettings {
+                taker_fee: dec!(-0.1),
+                ..PaperSettings::default()
+            },
+            "paper.taker_fee must not be negative",
+        ),
+        (
+            PaperSettings {
+                csv: Some("/nonexistent/x.csv".into()),
+                ..PaperSettings::default()
+            },
+            "paper.csv /nonexistent/x.csv",
+        ),
+    ];
+    for (settings, text) in cases {
+        let err = build(settings).unwrap_err();
+        assert_eq!(err.kind(), "config");
+        assert!(err.to_string().contains(text), "{err}");
+    }
+}

@@ -19,6 +19,9 @@ const BUNDLED_CSV: &str = include_str!("../../../data/market/XRPUSDT-PERP-5m.csv
 /// The symbol the bundled data is traded as.
 pub const BUNDLED_SYMBOL: &str = "XRP/USDT:USDT";
 
+/// Latest accepted open time (9999-12-31 23:59:59 UTC), so time arithmetic never overflows.
+const MAX_OPEN_TIME_MS: i64 = 253_402_300_799_000;
+
 /// One complete base candle as a source holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseCandle {
@@ -104,6 +107,12 @@ impl ReplaySource {
             let t: i64 = t
                 .parse()
                 .map_err(|_| bad(n, format!("open_time {t:?} is not an integer")))?;
+            if !(0..=MAX_OPEN_TIME_MS).contains(&t) {
+                return Err(bad(
+                    n,
+                    format!("open_time {t} is outside 1970..=9999 in Unix ms"),
+                ));
+            }
             let dec = |name: &str, s: &str| {
                 Decimal::from_str(s).map_err(|_| bad(n, format!("{name} {s:?} is not a decimal")))
             };
@@ -181,7 +190,7 @@ impl CandleSource for ReplaySource {
     }
     async fn closed_candles(&self, from_ms: i64, to_ms: i64) -> ExchangeResult<Vec<BaseCandle>> {
         let start = self.index_of_open(from_ms);
-        let end = self.index_of_open(to_ms - self.base_ms + 1);
+        let end = self.index_of_open(to_ms.saturating_sub(self.base_ms - 1));
         Ok(self
             .candles
             .get(start..end.max(start))
@@ -189,7 +198,7 @@ impl CandleSource for ReplaySource {
             .unwrap_or_default())
     }
     async fn last_closed(&self, at_ms: i64) -> ExchangeResult<Option<BaseCandle>> {
-        let end = self.index_of_open(at_ms - self.base_ms + 1);
+        let end = self.index_of_open(at_ms.saturating_sub(self.base_ms - 1));
         Ok(end
             .checked_sub(1)
             .and_then(|i| self.candles.get(i))
@@ -313,6 +322,8 @@ mod tests {
         assert!(e.to_string().contains("increase strictly"), "{e}");
         let e = source(&format!("{h}1,1,2,1.5,1,5\n2,1,2,1,1,5\n")).unwrap_err();
         assert!(e.to_string().contains("low <="), "{e}");
+        let e = source(&format!("{h}-5,1,2,1,1,5\n0,1,2,1,1,5\n")).unwrap_err();
+        assert!(e.to_string().contains("outside 1970"), "{e}");
         let e = source("time,o\n1,2\n").unwrap_err();
         assert!(e.to_string().contains("header"), "{e}");
         let e = source(&format!("{h}0,1,2,1,1,5\n300,1,2,1,1,5\n500,1,2,1,1,5\n")).unwrap_err();

@@ -21,6 +21,9 @@
 //! they were checked against. Reduce-only orders never increase or flip a position: an excess
 //! quantity is trimmed to the position, and a reduce-only order that finds no position to reduce
 //! is rejected at placement (`InvalidOrder`) or expires when it triggers later.
+//! Initial margin is checked against the available balance for the opening part of an order
+//! (the margin a flipping order frees by closing is not counted: conservative); resting limit
+//! orders reserve their full margin.
 //! Positions are one-way per symbol; initial margin = notional / leverage; the liquidation price
 //! is the isolated-style approximation documented on `Rules::liquidation_price`, and a
 //! liquidation loses exactly the position's initial margin.
@@ -636,5 +639,47 @@ impl Exchange for PaperExchange {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigSources};
+
+    fn env(pairs: &[(&str, &str)]) -> ConfigSources {
+        ConfigSources {
+            file: None,
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn settings_come_from_the_environment() {
+        let c = Config::load(&env(&[
+            ("TRADEFLEET__PAPER__ACCOUNT", "alice"),
+            ("TRADEFLEET__PAPER__TICK_SIZE", "0.001"),
+            ("TRADEFLEET__PAPER__MIN_NOTIONAL", "10"),
+            ("TRADEFLEET__PAPER__DEFAULT_LEVERAGE", "3"),
+            ("TRADEFLEET__PAPER__STATE_FILE", "/tmp/p.json"),
+        ]))
+        .unwrap();
+        assert_eq!(c.paper.account, "alice");
+        assert_eq!(c.paper.tick_size, Decimal::new(1, 3));
+        assert_eq!(c.paper.min_notional, Decimal::from(10));
+        assert_eq!(c.paper.default_leverage, 3);
+        assert_eq!(c.paper.state_file, Some(PathBuf::from("/tmp/p.json")));
+    }
+
+    #[test]
+    fn unknown_paper_keys_are_refused() {
+        let err = Config::load(&env(&[("TRADEFLEET__PAPER__TICKSIZE", "0.1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ticksize"), "{err}");
     }
 }
