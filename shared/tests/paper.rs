@@ -940,3 +940,28 @@ fn settings_that_cannot_work_are_config_errors() {
         assert!(err.to_string().contains(text), "{err}");
     }
 }
+
+#[tokio::test]
+async fn on_a_period_boundary_the_new_period_is_forming_and_empty() {
+    // Exactly 01:00: the 00:00 hour is complete, the 01:00 hour has no complete 5m candle yet.
+    let (_c, ex) = venue(1_637_110_800_000, PaperSettings::default());
+    let k = ex.klines(&xrp(), Timeframe::H1, None, 1).await.unwrap();
+    assert_eq!(k.len(), 1);
+    assert_eq!(k[0].open_time.timestamp_millis(), 1_637_110_800_000);
+    assert!(!k[0].closed);
+    // Flat at the current price: the close of 00:55 (1.0802).
+    assert_eq!(
+        (k[0].open, k[0].close, k[0].volume),
+        (dec!(1.0802), dec!(1.0802), Decimal::ZERO)
+    );
+    let k = ex.klines(&xrp(), Timeframe::H1, None, 2).await.unwrap();
+    assert!(k[0].closed);
+    assert_eq!(k[0].close, dec!(1.0802));
+    // A window in the past never carries the forming candle.
+    let k = ex
+        .klines(&xrp(), Timeframe::H1, Some(at(T0 - 3_600_000)), 2)
+        .await
+        .unwrap();
+    assert_eq!(k.len(), 2);
+    assert!(k.iter().all(|c| c.closed));
+}

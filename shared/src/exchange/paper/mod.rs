@@ -436,7 +436,7 @@ impl Exchange for PaperExchange {
             }
             None => (current.saturating_sub(span - len), now_ms),
         };
-        if to <= from {
+        if from > now_ms {
             return Ok(Vec::new());
         }
         let closed_at = if frozen { i64::MAX } else { now_ms };
@@ -448,7 +448,7 @@ impl Exchange for PaperExchange {
         if !frozen
             && !has_current
             && current >= from
-            && current < to
+            && current < from.saturating_add(span)
             && let Some(last) = self.last_closed(now_ms).await?
         {
             out.push(Candle {
