@@ -56,7 +56,8 @@ struct Target {
     /// Use the stored credentials of this principal (needs the vault).
     #[arg(long)]
     credentials: Option<String>,
-    /// PAPER: keep the simulated account in this JSON file across invocations.
+    /// PAPER: keep the simulated account in this JSON file across invocations (without it every
+    /// invocation starts a fresh in-memory account).
     #[arg(long)]
     paper_state: Option<PathBuf>,
     /// PAPER: the simulated "now" (RFC 3339 or Unix milliseconds) instead of the wall clock.
@@ -119,6 +120,7 @@ enum Op {
         /// Trigger price (stop-market, take-profit-market).
         #[arg(long)]
         trigger_price: Option<String>,
+        /// Only reduce the position (an excess quantity is trimmed to it).
         #[arg(long)]
         reduce_only: bool,
         /// 1-32 letters and digits; generated when absent. Placing again with the same id

@@ -902,6 +902,67 @@ mod tests {
     }
 
     #[test]
+    fn a_marketable_limit_takes_at_once_but_never_beyond_its_price() {
+        let r = rules();
+        let mut st = state();
+        // Market 1.0: slipped buy 1.0002 <= limit 1.01 -> 1.0002; taker fee 100 x 1.0002 x
+        // 0.0005 = 0.05001.
+        let o = r
+            .place(
+                &mut st,
+                &order(
+                    "a",
+                    Side::Buy,
+                    OrderType::Limit,
+                    dec!(100),
+                    Some(dec!(1.01)),
+                    false,
+                ),
+                Some(dec!(1.0)),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(
+            (o.status, o.average_price, o.fee),
+            (OrderStatus::Filled, Some(dec!(1.0002)), Some(dec!(0.05001)))
+        );
+        // Limit 1.0001 is below the slipped 1.0002: filled at the limit.
+        let o = r
+            .place(
+                &mut st,
+                &order(
+                    "b",
+                    Side::Buy,
+                    OrderType::Limit,
+                    dec!(100),
+                    Some(dec!(1.0001)),
+                    false,
+                ),
+                Some(dec!(1.0)),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(o.average_price, Some(dec!(1.0001)));
+        // A buy limit under the market rests.
+        let o = r
+            .place(
+                &mut st,
+                &order(
+                    "c",
+                    Side::Buy,
+                    OrderType::Limit,
+                    dec!(100),
+                    Some(dec!(0.99)),
+                    false,
+                ),
+                Some(dec!(1.0)),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(o.status, OrderStatus::Open);
+    }
+
+    #[test]
     fn rejected_requests_leave_the_state_untouched() {
         let r = rules();
         let mut st = state();

@@ -17,6 +17,9 @@
 //! The account advances lazily: every account call first plays the complete base candles between
 //! the last simulated instant and `now`, in order (rules in [`engine`]: stops before take-profits
 //! in one candle, fills at the trigger or the gapped open, maker fee for resting limit fills).
+//! Market orders fill at the current price moved against the taker by `slippage_bps` (on the
+//! tick grid) and pay the taker fee; a limit order marketable on arrival fills the same way but
+//! never beyond its limit price.
 //! Orders placed while a candle forms take part in that candle, whose path starts at the price
 //! they were checked against. Reduce-only orders never increase or flip a position: an excess
 //! quantity is trimmed to the position, and a reduce-only order that finds no position to reduce
