@@ -110,6 +110,16 @@ impl Rules {
     }
 
     pub fn account(&self, st: &PaperState, mark: Option<Decimal>) -> AccountView {
+        self.account_without(st, mark, None)
+    }
+
+    /// The account with the margin of order `skip` not reserved (the order being filled).
+    fn account_without(
+        &self,
+        st: &PaperState,
+        mark: Option<Decimal>,
+        skip: Option<usize>,
+    ) -> AccountView {
         let lev = Decimal::from(self.leverage(st).max(1));
         let (unrealized, position_margin) = match self.position(st) {
             Some(p) => (
@@ -121,10 +131,14 @@ impl Rules {
         let order_margin: Decimal = st
             .orders
             .iter()
-            .filter(|o| {
-                o.status == OrderStatus::Open && o.order_type == OrderType::Limit && !o.reduce_only
+            .enumerate()
+            .filter(|(i, o)| {
+                Some(*i) != skip
+                    && o.status == OrderStatus::Open
+                    && o.order_type == OrderType::Limit
+                    && !o.reduce_only
             })
-            .map(|o| o.quantity * o.price.unwrap_or_default() / lev)
+            .map(|(_, o)| o.quantity * o.price.unwrap_or_default() / lev)
             .sum();
         let equity = st.wallet_balance + unrealized;
         AccountView {
@@ -350,7 +364,7 @@ impl Rules {
         if check_margin && !order.reduce_only {
             let opening = (quantity - reducible).max(Decimal::ZERO);
             let required = opening * price / Decimal::from(self.leverage(st).max(1));
-            let available = self.account(st, Some(price)).available;
+            let available = self.account_without(st, Some(price), Some(idx)).available;
             if required > available {
                 return Err(insufficient(required, available));
             }
@@ -943,6 +957,26 @@ mod tests {
             )
             .unwrap();
         assert_eq!(o.average_price, Some(dec!(1.0001)));
+        // The order's own margin is not counted against it. Long 200 at 1.00015 uses
+        // 200 x 1.00015 / 10 = 20.003 of margin; wallet 1000 - 0.05001 - 0.050005 = 999.899985,
+        // so about 979.9 is available. A marketable buy of 9000 needs 9000 x 1.0002 / 10 = 900.18:
+        // it fits, but would not if its own reservation (9000 x 1.01 / 10 = 909) were counted too.
+        let o = r
+            .place(
+                &mut st,
+                &order(
+                    "big",
+                    Side::Buy,
+                    OrderType::Limit,
+                    dec!(9000),
+                    Some(dec!(1.01)),
+                    false,
+                ),
+                Some(dec!(1.0)),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(o.status, OrderStatus::Filled);
         // A buy limit under the market rests.
         let o = r
             .place(
