@@ -385,3 +385,52 @@ fn vault_credentials_are_not_wired_yet() {
              yet; use TRADEFLEET_API_KEY / TRADEFLEET_API_SECRET / TRADEFLEET_API_PASSPHRASE\n",
         );
 }
+
+#[test]
+fn credentials_come_in_pairs_and_are_never_printed() {
+    fleetctl()
+        .args(["exchange", "check", "--exchange", "binance"])
+        .env("TRADEFLEET_API_KEY", "key-sekret-123")
+        .assert()
+        .code(2)
+        .stderr(
+            "error[usage]: TRADEFLEET_API_KEY and TRADEFLEET_API_SECRET must be set together\n",
+        );
+    // The Binance adapter is not in this build: the error names that, and no secret leaks.
+    fleetctl()
+        .args(["exchange", "check", "--exchange", "binance"])
+        .env("TRADEFLEET_API_KEY", "key-sekret-123")
+        .env("TRADEFLEET_API_SECRET", "secret-sekret-456")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("sekret").not())
+        .stderr(predicate::str::contains("sekret").not())
+        .stderr(predicate::str::contains("error[unsupported]"));
+    // PAPER-only flags are refused elsewhere.
+    fleetctl()
+        .args([
+            "exchange",
+            "ticker",
+            "--exchange",
+            "okx",
+            "--paper-time",
+            "0",
+        ])
+        .assert()
+        .code(2)
+        .stderr("error[usage]: --paper-state and --paper-time apply to --exchange paper only\n");
+}
+
+#[test]
+fn a_corrupt_state_file_is_a_usage_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("paper.json");
+    std::fs::write(&state, "{ not json").unwrap();
+    paper("balance", T0, Some(&state), &[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with(format!(
+            "error[config]: paper: configuration error: paper state file {} is not a valid state:",
+            state.display()
+        )));
+}
