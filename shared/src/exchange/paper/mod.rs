@@ -15,7 +15,7 @@
 //!
 //! # Simulation
 //! The account advances lazily: every account call first plays the complete base candles between
-//! the last simulated instant and `now`, in order (rules in [`engine`]: stops before take-profits
+//! the last simulated instant and `now`, in order (rules in `engine.rs`: stops before take-profits
 //! in one candle, fills at the trigger or the gapped open, maker fee for resting limit fills).
 //! Market orders fill at the current price moved against the taker by `slippage_bps` (on the
 //! tick grid) and pay the taker fee; a limit order marketable on arrival fills the same way but
@@ -27,6 +27,8 @@
 //! Initial margin is checked against the available balance for the opening part of an order
 //! (the margin a flipping order frees by closing is not counted: conservative); resting limit
 //! orders reserve their full margin.
+//! A conditional order that fires ends `Triggered`, carrying the fill of the market order it
+//! became (quantity, average price, fee); a liquidation cancels the symbol's open orders.
 //! Positions are one-way per symbol; initial margin = notional / leverage; the liquidation price
 //! is the isolated-style approximation documented on `Rules::liquidation_price`, and a
 //! liquidation loses exactly the position's initial margin.
@@ -34,7 +36,8 @@
 //! # State
 //! The whole account is one [`PaperState`] in a [`PaperStore`] (in memory by default, a JSON file
 //! when `state_file` is set), loaded and saved around every account call, so workers in several
-//! processes can take turns on one account. Results depend only on the data, the settings and the
+//! processes can take turns on one account (one at a time: the store does no compare-and-swap).
+//! Every order and fill is kept, so the state grows with the account's history. Results depend only on the data, the settings and the
 //! clock: nothing random and no wall-clock time is used.
 
 mod candles;
