@@ -1,6 +1,7 @@
 //! fleetctl: the operator CLI (exchanges, credentials, subscriptions, runs, dead letters, cycles).
 //! Human tables by default, `--json` for scripts; errors exit non-zero with a clear message.
 
+mod exchange_cmd;
 mod output;
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// List the supported exchanges and what they can do.
     Exchanges,
+    /// Talk to one exchange: time, klines, ticker, balance, positions, orders, check.
+    Exchange(Box<exchange_cmd::ExchangeArgs>),
 }
 
 /// Shared by every command.
@@ -47,6 +50,7 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Exchanges => output::exchanges(&globals),
+        Command::Exchange(args) => exchange_cmd::run(&globals, *args).await,
     };
     match result {
         Ok(code) => code,
