@@ -1,6 +1,7 @@
 //! The indicators against TA-Lib on real market data: every value of every series, on the
 //! bundled 5m and 1h XRP/USDT candles, compared with `fixtures/talib/reference_*.json`
-//! (written by `fixtures/talib/gen_reference.py` from the same CSVs with the `talib` package).
+//! (written by `fixtures/talib/gen_reference.py` from the same CSVs with the `talib` package),
+//! and on the 5m candles aggregated to 15m here and in the script (which checks resampling).
 //!
 //! Tolerance rule: a value matches when `|ours - talib| <= 1e-6 * max(|talib|, 1e-4)`, i.e.
 //! 1e-6 relative, turning into 1e-10 absolute for values below 1e-4 in magnitude (MACD lines and
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use serde_json::Value;
-use tradefleet::bot::candles::read_csv;
+use tradefleet::bot::candles::{aggregate, read_csv};
 use tradefleet::bot::indicators::{
     Ohlcv, SNAPSHOT_MIN_CANDLES, Series, atr, bollinger, ema, macd, rsi, sma, snapshot, stochastic,
     volume_ratio,
@@ -28,13 +29,26 @@ fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn load(tf: &str) -> (Vec<Candle>, Value) {
-    let csv = manifest().join(format!("data/market/XRPUSDT-PERP-{tf}.csv"));
+/// Candles and TA-Lib reference for `label`: `5m`, `1h`, or `15m_from_5m`.
+fn load(label: &str) -> (Vec<Candle>, Value) {
+    let source = if label == "15m_from_5m" { "5m" } else { label };
+    let csv = manifest().join(format!("data/market/XRPUSDT-PERP-{source}.csv"));
     let file = std::fs::File::open(&csv).unwrap();
-    let candles = read_csv(file, Utc::now()).unwrap().candles;
-    let json = manifest().join(format!("tests/fixtures/talib/reference_{tf}.json"));
+    let series = read_csv(file, Utc::now()).unwrap();
+    let candles = if label == "15m_from_5m" {
+        aggregate(&series.candles, Timeframe::M5, Timeframe::M15).unwrap()
+    } else {
+        series.candles
+    };
+    let json = manifest().join(format!("tests/fixtures/talib/reference_{label}.json"));
     let reference: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     assert_eq!(reference["rows"].as_u64().unwrap() as usize, candles.len());
+    for (candle, time) in candles
+        .iter()
+        .zip(reference["open_time"].as_array().unwrap())
+    {
+        assert_eq!(candle.open_time.timestamp_millis(), time.as_i64().unwrap());
+    }
     (candles, reference)
 }
 
@@ -101,7 +115,10 @@ fn all_indicators_match(tf: &str) {
         .map(String::as_str)
         .collect();
     for name in &in_reference {
-        assert!(names.contains(name), "reference series {name} is not checked");
+        assert!(
+            names.contains(name),
+            "reference series {name} is not checked"
+        );
     }
     for (name, series) in &checks {
         let compared = compare(tf, name, series, &reference);
@@ -122,6 +139,11 @@ fn every_indicator_matches_talib_on_1h() {
 }
 
 #[test]
+fn every_indicator_matches_talib_on_15m_aggregated_from_5m() {
+    all_indicators_match("15m_from_5m");
+}
+
+#[test]
 fn lookbacks_are_talibs() {
     let (candles, _) = load("1h");
     let c = Ohlcv::from_candles(&candles).unwrap();
@@ -138,7 +160,7 @@ fn lookbacks_are_talibs() {
 /// shortest allowed prefix and a spread of others.
 #[test]
 fn snapshots_match_talib_at_every_sampled_candle() {
-    for tf in ["5m", "1h"] {
+    for tf in ["5m", "1h", "15m_from_5m"] {
         let (candles, reference) = load(tf);
         let ends: Vec<usize> = (SNAPSHOT_MIN_CANDLES..=candles.len())
             .step_by(7)
@@ -248,7 +270,12 @@ fn rsi_bollinger_follows_the_talib_values_on_real_data() {
         } else {
             Action::Hold
         };
-        assert_eq!(signal.action(), expected, "candle {i}: {:?}", signal.reasons());
+        assert_eq!(
+            signal.action(),
+            expected,
+            "candle {i}: {:?}",
+            signal.reasons()
+        );
     }
     assert!(buys > 0 && sells > 0, "buys {buys}, sells {sells}");
 }

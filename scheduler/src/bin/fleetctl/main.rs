@@ -1,6 +1,7 @@
 //! fleetctl: the operator CLI (exchanges, credentials, subscriptions, runs, dead letters, cycles).
 //! Human tables by default, `--json` for scripts; errors exit non-zero with a clear message.
 
+mod analyze;
 mod output;
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// List the supported exchanges and what they can do.
     Exchanges,
+    /// Indicators and a strategy's signal for the last closed candle of a candle CSV.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Shared by every command.
@@ -47,6 +50,7 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Exchanges => output::exchanges(&globals),
+        Command::Analyze(args) => analyze::analyze(&globals, args),
     };
     match result {
         Ok(code) => code,
