@@ -1,8 +1,12 @@
 //! The bot cycle: crawl -> analyze -> signal -> size -> execute -> record.
 
+pub mod candles;
 pub mod crawl;
 pub mod execution;
+pub mod indicators;
 pub mod llm;
 pub mod order_ids;
 pub mod risk;
+pub mod signal;
 pub mod sizing;
+pub mod strategy;

@@ -1,6 +1,7 @@
 //! fleetctl: the operator CLI (exchanges, credentials, subscriptions, runs, dead letters, cycles).
 //! Human tables by default, `--json` for scripts; errors exit non-zero with a clear message.
 
+mod analyze;
 mod exchange_cmd;
 mod output;
 
@@ -32,6 +33,8 @@ enum Command {
     Exchanges,
     /// Talk to one exchange: time, klines, ticker, balance, positions, orders, check.
     Exchange(Box<exchange_cmd::ExchangeArgs>),
+    /// Indicators and a strategy's signal for the last closed candle of a candle CSV.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Shared by every command.
@@ -51,6 +54,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Exchanges => output::exchanges(&globals),
         Command::Exchange(args) => exchange_cmd::run(&globals, *args).await,
+        Command::Analyze(args) => analyze::analyze(&globals, args),
     };
     match result {
         Ok(code) => code,
