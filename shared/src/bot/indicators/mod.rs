@@ -27,10 +27,14 @@ pub(crate) use snapshot::snapshot_of;
 pub use snapshot::{SNAPSHOT_MIN_CANDLES, Snapshot, snapshot};
 pub use volatility::{Bollinger, atr, bollinger, true_range};
 
+/// Longest period any indicator accepts (TA-Lib's limit too); keeps every index sum far from
+/// overflow.
+pub const MAX_PERIOD: usize = 100_000;
+
 /// Why an indicator could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IndicatorError {
-    #[error("{indicator}: {parameter} must be at least {min}, got {value}")]
+    #[error("{indicator}: {parameter} must be between {min} and {MAX_PERIOD}, got {value}")]
     BadParameter {
         indicator: &'static str,
         parameter: &'static str,
@@ -224,7 +228,7 @@ fn check_period(
     value: usize,
     min: usize,
 ) -> Result<(), IndicatorError> {
-    if value < min {
+    if value < min || value > MAX_PERIOD {
         return Err(IndicatorError::BadParameter {
             indicator,
             parameter,
