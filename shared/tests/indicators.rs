@@ -203,6 +203,17 @@ fn snapshots_match_talib_at_every_sampled_candle() {
 }
 
 #[test]
+fn snapshot_ignores_the_candle_still_forming() {
+    let (mut candles, _) = load("1h");
+    let closed = snapshot(Timeframe::H1, &candles[..99]).unwrap();
+    candles[99].closed = false;
+    assert_eq!(snapshot(Timeframe::H1, &candles).unwrap(), closed);
+    candles[50].closed = false;
+    let err = snapshot(Timeframe::H1, &candles[..99]).unwrap_err();
+    assert!(err.to_string().starts_with("candle 50 "), "{err}");
+}
+
+#[test]
 fn too_few_candles_is_an_error_not_a_panic() {
     let (candles, _) = load("1h");
     for n in [0, 1, SNAPSHOT_MIN_CANDLES - 1] {
