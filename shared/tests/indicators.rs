@@ -203,6 +203,17 @@ fn snapshots_match_talib_at_every_sampled_candle() {
 }
 
 #[test]
+fn snapshot_ignores_the_candle_still_forming() {
+    let (mut candles, _) = load("1h");
+    let closed = snapshot(Timeframe::H1, &candles[..99]).unwrap();
+    candles[99].closed = false;
+    assert_eq!(snapshot(Timeframe::H1, &candles).unwrap(), closed);
+    candles[50].closed = false;
+    let err = snapshot(Timeframe::H1, &candles[..99]).unwrap_err();
+    assert!(err.to_string().starts_with("candle 50 "), "{err}");
+}
+
+#[test]
 fn too_few_candles_is_an_error_not_a_panic() {
     let (candles, _) = load("1h");
     for n in [0, 1, SNAPSHOT_MIN_CANDLES - 1] {
@@ -278,4 +289,77 @@ fn rsi_bollinger_follows_the_talib_values_on_real_data() {
         );
     }
     assert!(buys > 0 && sells > 0, "buys {buys}, sells {sells}");
+}
+
+mod properties {
+    //! Arbitrary input never panics, values stay in range, and the fast O(n) passes agree with
+    //! naive per-window recomputation.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn prices() -> impl Strategy<Value = Vec<f64>> {
+        prop::collection::vec(0.0001f64..100_000.0, 0..120)
+    }
+
+    proptest! {
+        #[test]
+        fn sma_equals_the_naive_window_mean(input in prices(), period in 1usize..30) {
+            let s = sma(&input, period).unwrap();
+            prop_assert_eq!(s.len(), input.len());
+            for (i, v) in s.iter().enumerate() {
+                if i + 1 < period {
+                    prop_assert!(v.is_none());
+                } else {
+                    let window = &input[i + 1 - period..=i];
+                    let mean = window.iter().sum::<f64>() / period as f64;
+                    let v = v.unwrap();
+                    prop_assert!((v - mean).abs() <= 1e-9 * mean.abs().max(1.0), "{} vs {}", v, mean);
+                }
+            }
+        }
+
+        #[test]
+        fn oscillators_stay_within_0_and_100(
+            closes in prices(),
+            spread in prop::collection::vec(0.0f64..0.05, 120),
+            period in 2usize..20,
+        ) {
+            let high: Vec<f64> = closes.iter().zip(&spread).map(|(c, s)| c * (1.0 + s)).collect();
+            let low: Vec<f64> = closes.iter().zip(&spread).map(|(c, s)| c * (1.0 - s)).collect();
+            for v in rsi(&closes, period).unwrap().iter().flatten() {
+                prop_assert!((0.0..=100.0).contains(&v), "rsi {}", v);
+            }
+            let st = stochastic(&high, &low, &closes, period, 3, 3).unwrap();
+            for v in st.k.iter().chain(st.d.iter()).flatten() {
+                prop_assert!((-1e-9..=100.0 + 1e-9).contains(&v), "stoch {}", v);
+            }
+            let b = bollinger(&closes, period, 2.0).unwrap();
+            for ((u, m), l) in b.upper.iter().zip(b.middle.iter()).zip(b.lower.iter()) {
+                if let (Some(u), Some(m), Some(l)) = (u, m, l) {
+                    prop_assert!(l <= m + 1e-9 * m.abs() && m <= u + 1e-9 * m.abs());
+                }
+            }
+            for v in atr(&high, &low, &closes, period).unwrap().iter().flatten() {
+                prop_assert!(v >= 0.0);
+            }
+        }
+
+        #[test]
+        fn stochastic_extremes_match_a_naive_scan(
+            closes in prop::collection::vec(1.0f64..2.0, 20..80),
+            period in 1usize..15,
+        ) {
+            // With fast %K only (slow periods 1), %K is the raw position in the window's range.
+            let high: Vec<f64> = closes.iter().map(|c| c + 0.1).collect();
+            let low: Vec<f64> = closes.iter().map(|c| c - 0.1).collect();
+            let k = stochastic(&high, &low, &closes, period, 1, 1).unwrap().k;
+            for i in period - 1..closes.len() {
+                let hh = high[i + 1 - period..=i].iter().cloned().fold(f64::MIN, f64::max);
+                let ll = low[i + 1 - period..=i].iter().cloned().fold(f64::MAX, f64::min);
+                let want = (closes[i] - ll) / (hh - ll) * 100.0;
+                prop_assert!((k.get(i).unwrap() - want).abs() < 1e-9);
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod candles;
 pub mod crawl;
+pub mod cycle;
 pub mod execution;
 pub mod indicators;
 pub mod llm;

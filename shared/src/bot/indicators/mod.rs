@@ -27,10 +27,14 @@ pub(crate) use snapshot::snapshot_of;
 pub use snapshot::{SNAPSHOT_MIN_CANDLES, Snapshot, snapshot};
 pub use volatility::{Bollinger, atr, bollinger, true_range};
 
+/// Longest period any indicator accepts (TA-Lib's limit too); keeps every index sum far from
+/// overflow.
+pub const MAX_PERIOD: usize = 100_000;
+
 /// Why an indicator could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IndicatorError {
-    #[error("{indicator}: {parameter} must be at least {min}, got {value}")]
+    #[error("{indicator}: {parameter} must be between {min} and {MAX_PERIOD}, got {value}")]
     BadParameter {
         indicator: &'static str,
         parameter: &'static str,
@@ -170,8 +174,7 @@ impl Ohlcv {
             }
             previous = Some(candle.open_time);
             let float = |field: &'static str, value: Decimal| {
-                value
-                    .to_f64()
+                to_f64(value)
                     .filter(|v| v.is_finite())
                     .ok_or(IndicatorError::NotRepresentable {
                         index,
@@ -197,6 +200,20 @@ impl Ohlcv {
     }
 }
 
+/// `value` as the nearest-or-next `f64`: the mantissa (exact up to 2^53, correctly rounded
+/// beyond) divided by an exact power of ten, within one ulp of the true value, several times
+/// faster than the general conversion, which remains the fallback for scales above 22.
+fn to_f64(value: Decimal) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    match POW10.get(value.scale() as usize) {
+        Some(divisor) => Some(value.mantissa() as f64 / divisor),
+        None => value.to_f64(),
+    }
+}
+
 /// The leading closed candles of `candles`: drops a trailing candle that is still forming.
 pub fn closed_prefix(candles: &[Candle]) -> &[Candle] {
     match candles.split_last() {
@@ -211,7 +228,7 @@ fn check_period(
     value: usize,
     min: usize,
 ) -> Result<(), IndicatorError> {
-    if value < min {
+    if value < min || value > MAX_PERIOD {
         return Err(IndicatorError::BadParameter {
             indicator,
             parameter,
@@ -232,4 +249,31 @@ fn check_lengths(indicator: &'static str, columns: &[&[f64]]) -> Result<usize, I
         });
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_conversion_is_within_an_ulp() {
+        for text in [
+            "1.1941",
+            "0.00000123",
+            "65432.1",
+            "-3.5",
+            "0",
+            "123456789.123456789",
+        ] {
+            let d: Decimal = text.parse().unwrap_or_default();
+            let want: f64 = text.parse().unwrap_or_default();
+            let got = to_f64(d).unwrap_or(f64::NAN);
+            assert!(
+                (got - want).abs() <= want.abs() * f64::EPSILON,
+                "{text}: {got}"
+            );
+        }
+        let tiny = Decimal::from_i128_with_scale(5, 28);
+        assert!((to_f64(tiny).unwrap_or(0.0) - 5e-28).abs() < 1e-40);
+    }
 }

@@ -273,6 +273,14 @@ mod tests {
     }
 
     #[test]
+    fn stochastic_of_a_flat_window_is_neutral() {
+        let flat = [2.0; 25];
+        let s = stochastic(&flat, &flat, &flat, 14, 3, 3).unwrap();
+        assert_eq!(s.k.last(), Some(50.0));
+        assert_eq!(s.d.last(), Some(50.0));
+    }
+
+    #[test]
     fn stochastic_rejects_ragged_columns() {
         let r = stochastic(&[1.0, 2.0], &[1.0], &[1.0, 2.0], 14, 3, 3);
         assert!(matches!(r, Err(IndicatorError::LengthMismatch { .. })));

@@ -6,7 +6,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    IndicatorError, Ohlcv, Series, atr, bollinger, ema, macd, rsi, sma, stochastic, volume_ratio,
+    IndicatorError, Ohlcv, Series, atr, bollinger, closed_prefix, ema, macd, rsi, sma, stochastic,
+    volume_ratio,
 };
 use crate::domain::{Candle, Timeframe};
 
@@ -37,9 +38,10 @@ pub struct Snapshot {
     pub volume_ratio: Option<f64>,
 }
 
-/// The snapshot of the last candle of `candles` (closed, oldest first, at least
-/// [`SNAPSHOT_MIN_CANDLES`] of them).
+/// The snapshot of the last closed candle of `candles` (oldest first; a trailing candle still
+/// forming is ignored, every other must be closed; at least [`SNAPSHOT_MIN_CANDLES`] closed).
 pub fn snapshot(timeframe: Timeframe, candles: &[Candle]) -> Result<Snapshot, IndicatorError> {
+    let candles = closed_prefix(candles);
     let last = match candles.last() {
         Some(last) if candles.len() >= SNAPSHOT_MIN_CANDLES => last,
         _ => {

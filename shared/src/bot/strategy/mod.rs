@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 use serde::de::DeserializeOwned;
 
-use super::indicators::{IndicatorError, Ohlcv, Snapshot, closed_prefix, snapshot_of};
+use super::indicators::{IndicatorError, MAX_PERIOD, Ohlcv, Snapshot, closed_prefix, snapshot_of};
 use super::signal::{Signal, SignalError};
 use crate::domain::{Candle, Position, Timeframe};
 
@@ -296,8 +296,13 @@ fn bracket(
             value: atr,
         })?;
     let dp = (entry.scale().max(4) + 2).min(16);
-    let stop_distance = atr * stop_multiple;
-    let take_distance = atr * take_profit_multiple;
+    let overflow = StrategyError::Price {
+        strategy,
+        what: "ATR multiple",
+        value: f64::INFINITY,
+    };
+    let stop_distance = atr.checked_mul(stop_multiple).ok_or(overflow.clone())?;
+    let take_distance = atr.checked_mul(take_profit_multiple).ok_or(overflow)?;
     let (stop, take) = if long {
         (entry - stop_distance, entry + take_distance)
     } else {
@@ -313,6 +318,32 @@ fn signal_error(strategy: &'static str) -> impl Fn(SignalError) -> StrategyError
 /// `x` limited to 0..=1 (NaN counts as 0).
 fn unit(x: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+}
+
+/// A period field: `min..=MAX_PERIOD`.
+fn period(
+    strategy: &'static str,
+    field: &'static str,
+    value: usize,
+    min: usize,
+) -> Result<(), StrategyError> {
+    require(strategy, field, (min..=MAX_PERIOD).contains(&value), || {
+        format!("must be between {min} and {MAX_PERIOD}, got {value}")
+    })
+}
+
+/// A multiple of ATR for a stop or target: above 0, at most 100.
+fn atr_multiple(
+    strategy: &'static str,
+    field: &'static str,
+    value: Decimal,
+) -> Result<(), StrategyError> {
+    require(
+        strategy,
+        field,
+        value > Decimal::ZERO && value <= Decimal::ONE_HUNDRED,
+        || format!("must be above 0 and at most 100, got {value}"),
+    )
 }
 
 /// Config checks shared by the strategies.
@@ -440,6 +471,19 @@ mod tests {
             ),
             "{range}"
         );
+        let huge = build("mtf_trend", &serde_json::json!({"slow_ema": 1_000_000})).unwrap_err();
+        assert_eq!(
+            huge.to_string(),
+            "invalid config for strategy mtf_trend: field `slow_ema`: must be between 3 and 100000, got 1000000"
+        );
+        let stop = build("rsi_bollinger", &serde_json::json!({"stop_loss_atr": 0})).unwrap_err();
+        assert!(matches!(
+            stop,
+            StrategyError::InvalidParameter {
+                field: "stop_loss_atr",
+                ..
+            }
+        ));
         let not_object = build("mtf_trend", &serde_json::json!([1])).unwrap_err();
         assert!(matches!(
             not_object,

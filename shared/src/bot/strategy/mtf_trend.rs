@@ -21,8 +21,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::{
-    Frame, MarketView, Strategy, StrategyError, bracket, indicator_error, last_value, pick_frame,
-    require, signal_error, unit,
+    Frame, MarketView, Strategy, StrategyError, atr_multiple, bracket, indicator_error, last_value,
+    period, pick_frame, require, signal_error, unit,
 };
 use crate::bot::indicators::{atr, ema, macd, rsi};
 use crate::bot::signal::Signal;
@@ -148,15 +148,14 @@ impl Strategy for MtfTrend {
 
     fn validate(&self) -> Result<(), StrategyError> {
         let c = &self.config;
-        require(NAME, "fast_ema", c.fast_ema >= 2, || {
-            format!("must be at least 2, got {}", c.fast_ema)
-        })?;
+        period(NAME, "fast_ema", c.fast_ema, 2)?;
         require(NAME, "slow_ema", c.slow_ema > c.fast_ema, || {
             format!(
                 "must be longer than fast_ema ({}), got {}",
                 c.fast_ema, c.slow_ema
             )
         })?;
+        period(NAME, "slow_ema", c.slow_ema, 3)?;
         if let Some(entry) = c.entry_timeframe {
             require(NAME, "entry_timeframe", entry < c.trend_timeframe, || {
                 format!(
@@ -165,9 +164,7 @@ impl Strategy for MtfTrend {
                 )
             })?;
         }
-        require(NAME, "rsi_period", c.rsi_period >= 2, || {
-            format!("must be at least 2, got {}", c.rsi_period)
-        })?;
+        period(NAME, "rsi_period", c.rsi_period, 2)?;
         require(
             NAME,
             "rsi_floor",
@@ -190,33 +187,18 @@ impl Strategy for MtfTrend {
                 )
             },
         )?;
-        require(NAME, "macd_fast", c.macd_fast >= 2, || {
-            format!("must be at least 2, got {}", c.macd_fast)
-        })?;
+        period(NAME, "macd_fast", c.macd_fast, 2)?;
         require(NAME, "macd_slow", c.macd_slow > c.macd_fast, || {
             format!(
                 "must be longer than macd_fast ({}), got {}",
                 c.macd_fast, c.macd_slow
             )
         })?;
-        require(NAME, "macd_signal", c.macd_signal >= 1, || {
-            "must be at least 1, got 0".into()
-        })?;
-        require(NAME, "atr_period", c.atr_period >= 1, || {
-            "must be at least 1, got 0".into()
-        })?;
-        require(
-            NAME,
-            "stop_loss_atr",
-            c.stop_loss_atr > Decimal::ZERO,
-            || format!("must be positive, got {}", c.stop_loss_atr),
-        )?;
-        require(
-            NAME,
-            "take_profit_atr",
-            c.take_profit_atr > Decimal::ZERO,
-            || format!("must be positive, got {}", c.take_profit_atr),
-        )
+        period(NAME, "macd_slow", c.macd_slow, 3)?;
+        period(NAME, "macd_signal", c.macd_signal, 1)?;
+        period(NAME, "atr_period", c.atr_period, 1)?;
+        atr_multiple(NAME, "stop_loss_atr", c.stop_loss_atr)?;
+        atr_multiple(NAME, "take_profit_atr", c.take_profit_atr)
     }
 
     fn timeframes(&self) -> Vec<Timeframe> {

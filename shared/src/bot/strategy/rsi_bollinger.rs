@@ -18,8 +18,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::{
-    MarketView, Strategy, StrategyError, bracket, indicator_error, last_value, pick_frame, require,
-    signal_error, unit,
+    MarketView, Strategy, StrategyError, atr_multiple, bracket, indicator_error, last_value,
+    period, pick_frame, require, signal_error, unit,
 };
 use crate::bot::indicators::{atr, bollinger, rsi};
 use crate::bot::signal::Signal;
@@ -78,15 +78,9 @@ impl Strategy for RsiBollinger {
 
     fn validate(&self) -> Result<(), StrategyError> {
         let c = &self.config;
-        require(NAME, "rsi_period", c.rsi_period >= 2, || {
-            format!("must be at least 2, got {}", c.rsi_period)
-        })?;
-        require(NAME, "bb_period", c.bb_period >= 2, || {
-            format!("must be at least 2, got {}", c.bb_period)
-        })?;
-        require(NAME, "atr_period", c.atr_period >= 1, || {
-            "must be at least 1, got 0".into()
-        })?;
+        period(NAME, "rsi_period", c.rsi_period, 2)?;
+        period(NAME, "bb_period", c.bb_period, 2)?;
+        period(NAME, "atr_period", c.atr_period, 1)?;
         require(
             NAME,
             "oversold",
@@ -104,21 +98,11 @@ impl Strategy for RsiBollinger {
         require(
             NAME,
             "bb_deviations",
-            c.bb_deviations.is_finite() && c.bb_deviations > 0.0,
-            || format!("must be a positive number, got {}", c.bb_deviations),
+            c.bb_deviations > 0.0 && c.bb_deviations <= 10.0,
+            || format!("must be above 0 and at most 10, got {}", c.bb_deviations),
         )?;
-        require(
-            NAME,
-            "stop_loss_atr",
-            c.stop_loss_atr > Decimal::ZERO,
-            || format!("must be positive, got {}", c.stop_loss_atr),
-        )?;
-        require(
-            NAME,
-            "take_profit_atr",
-            c.take_profit_atr > Decimal::ZERO,
-            || format!("must be positive, got {}", c.take_profit_atr),
-        )
+        atr_multiple(NAME, "stop_loss_atr", c.stop_loss_atr)?;
+        atr_multiple(NAME, "take_profit_atr", c.take_profit_atr)
     }
 
     fn timeframes(&self) -> Vec<Timeframe> {
