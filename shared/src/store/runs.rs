@@ -100,24 +100,26 @@ impl<C: ConnectionTrait> Store<C> {
             ..Default::default()
         })
         .on_conflict_do_nothing_on([Column::SubscriptionId, Column::Slot])
-        .exec_with_returning(&self.conn)
+        .exec_without_returning(&self.conn)
         .await
         .map_err(insert_err(
             "cycle run",
             key.clone(),
             "inserting a cycle run",
         ))?;
-        match result {
-            TryInsertResult::Inserted(run) => Ok(InsertRun::Inserted(run)),
-            TryInsertResult::Conflicted | TryInsertResult::Empty => self
-                .run_for_slot(new.subscription_id, slot)
+        let inserted = matches!(result, TryInsertResult::Inserted(n) if n > 0);
+        let run =
+            self.run_for_slot(new.subscription_id, slot)
                 .await?
-                .map(InsertRun::AlreadyExists)
                 .ok_or(StoreError::NotFound {
                     entity: "cycle run",
                     key,
-                }),
-        }
+                })?;
+        Ok(if inserted {
+            InsertRun::Inserted(run)
+        } else {
+            InsertRun::AlreadyExists(run)
+        })
     }
 
     pub async fn run(&self, id: i64) -> Result<cycle_run::Model, StoreError> {
