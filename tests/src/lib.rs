@@ -413,11 +413,15 @@ fn build_workspace_bins() -> anyhow::Result<PathBuf> {
     if let Some(target) = profile_dir.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
     }
-    let status = cmd
-        .status()
+    let out = cmd
+        .output()
         .context("running cargo build for the binaries")?;
-    if !status.success() {
-        bail!("cargo build of the workspace binaries failed ({status})");
+    if !out.status.success() {
+        bail!(
+            "cargo build of the workspace binaries failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(profile_dir)
 }
