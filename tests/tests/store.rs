@@ -606,3 +606,76 @@ test_both_backends!(
         assert!(store.list_dead_letters(None, 10).await.unwrap().is_empty());
     }
 );
+
+fn sealed(tag: u8, with_passphrase: bool) -> tradefleet::store::SealedCredentials {
+    use tradefleet::store::{SealedCredentials, SealedSecret};
+    let secret = |n: u8| SealedSecret {
+        ciphertext: vec![tag, n, 0, 255],
+        nonce: vec![n; 12],
+        key_id: format!("k{tag}"),
+    };
+    SealedCredentials {
+        api_key: secret(1),
+        api_secret: secret(2),
+        passphrase: with_passphrase.then(|| secret(3)),
+    }
+}
+
+test_both_backends!(
+    async fn credentials_are_stored_sealed_and_unique_per_account(db) {
+        use tradefleet::store::CredentialKey;
+        let store = db.store();
+        let ann = store.create_principal("ann", t0()).await.unwrap();
+        let key = CredentialKey {
+            principal_id: ann.id,
+            exchange: "OKX".into(),
+            testnet: true,
+            label: "main".into(),
+        };
+        let row = store
+            .insert_credential(&key, &sealed(1, true), t0())
+            .await
+            .unwrap();
+        assert_eq!(row.exchange, "okx");
+        assert_eq!(row.sealed(), sealed(1, true));
+        assert!(!format!("{row:?}").contains("255"), "no ciphertext in Debug");
+        assert!(matches!(
+            store.insert_credential(&key, &sealed(2, false), t0()).await,
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        let live = CredentialKey {
+            testnet: false,
+            ..key.clone()
+        };
+        store
+            .insert_credential(&live, &sealed(3, false), t0())
+            .await
+            .unwrap();
+        assert_eq!(store.list_credentials(ann.id).await.unwrap().len(), 2);
+
+        let rotated = store
+            .rotate_credential(row.id, &sealed(4, false), t0() + Duration::days(1))
+            .await
+            .unwrap();
+        assert_eq!(rotated.sealed(), sealed(4, false));
+        assert_eq!(rotated.rotated_at, Some(t0() + Duration::days(1)));
+        assert_eq!(
+            store.credential(&key).await.unwrap().map(|c| c.id),
+            Some(row.id)
+        );
+        store.delete_credential(row.id).await.unwrap();
+        assert!(store.credential(&key).await.unwrap().is_none());
+        assert!(matches!(
+            store.insert_credential(
+                &CredentialKey {
+                    exchange: "mtgox".into(),
+                    ..key
+                },
+                &sealed(5, false),
+                t0()
+            )
+            .await,
+            Err(StoreError::Invalid { .. })
+        ));
+    }
+);

@@ -6,6 +6,7 @@
 //! stamp times take `now` from the caller's `Clock`.
 
 mod accounts;
+mod credentials;
 pub mod entities;
 mod records;
 mod runs;
@@ -23,6 +24,7 @@ use sea_orm::{
 use crate::config::DatabaseConfig;
 
 pub use accounts::NewBot;
+pub use credentials::{CredentialKey, SealedCredentials, SealedSecret};
 pub use entities::{
     bot, cycle_run, dead_letter, equity_snapshot, exchange_credential, order, position, principal,
     subscription, trade,
