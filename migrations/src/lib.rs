@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 
-use sea_orm_migration::MigrationStatus;
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DatabaseBackend, DatabaseConnection};
+use sea_orm_migration::sea_orm::{DatabaseBackend, DatabaseConnection, EntityTrait};
 
 mod m20261121_000001_accounts;
 mod m20261121_000002_subscriptions;
@@ -43,27 +42,56 @@ pub enum SchemaError {
         total: usize,
         next: String,
     },
+    #[error(
+        "database schema is newer than this build: unknown applied migration(s) {}; \
+         run the tradefleet version that applied them",
+        unknown.join(", ")
+    )]
+    Ahead { unknown: Vec<String> },
     #[error("cannot read the migration status of the database: {0}")]
     Status(#[source] DbErr),
 }
 
-/// Ok when every migration of this build is applied. Never writes (not even the migrations
-/// table), so it is safe on a database the caller must not change.
+/// Ok when every migration of this build is applied and none unknown to it. Never writes (not
+/// even the migrations table), so it is safe on a database the caller must not change.
 pub async fn check_current(db: &DatabaseConnection) -> Result<(), SchemaError> {
-    let all = Migrator::get_migration_with_status_read_only(db)
+    let manager = SchemaManager::new(db);
+    let table = Migrator::migration_table_name().to_string();
+    let applied: Vec<String> = if manager
+        .has_table(&table)
         .await
-        .map_err(SchemaError::Status)?;
-    let total = all.len();
-    let pending: Vec<_> = all
+        .map_err(SchemaError::Status)?
+    {
+        sea_orm_migration::seaql_migrations::Entity::find()
+            .all(db)
+            .await
+            .map_err(SchemaError::Status)?
+            .into_iter()
+            .map(|m| m.version)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let known: Vec<String> = Migrator::migrations()
         .iter()
-        .filter(|m| m.status() == MigrationStatus::Pending)
+        .map(|m| m.name().to_string())
         .collect();
+    let mut unknown: Vec<String> = applied
+        .iter()
+        .filter(|v| !known.contains(v))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        unknown.sort();
+        return Err(SchemaError::Ahead { unknown });
+    }
+    let pending: Vec<&String> = known.iter().filter(|k| !applied.contains(k)).collect();
     match pending.first() {
         None => Ok(()),
-        Some(first) => Err(SchemaError::Behind {
+        Some(next) => Err(SchemaError::Behind {
             pending: pending.len(),
-            total,
-            next: first.name().to_string(),
+            total: known.len(),
+            next: (*next).clone(),
         }),
     }
 }

@@ -117,6 +117,21 @@ async fn migrations_up_down_up(backend: Backend) {
     assert!(db.store().list_principals().await.unwrap().is_empty());
     let sub = subscription(db.store(), "after-up", t0()).await;
     assert!(sub > 0);
+
+    // A database migrated by a newer build is refused too, naming the unknown migration.
+    db.conn()
+        .execute_raw(Statement::from_string(
+            db.conn().get_database_backend(),
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000001_future', 0)",
+        ))
+        .await
+        .unwrap();
+    match check_current(db.conn()).await {
+        Err(SchemaError::Ahead { unknown }) => {
+            assert_eq!(unknown, vec!["m20991231_000001_future".to_string()]);
+        }
+        other => panic!("expected Ahead, got {other:?}"),
+    }
     db.close().await;
 }
 
