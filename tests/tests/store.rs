@@ -347,6 +347,24 @@ test_both_backends!(
             .await
             .unwrap();
         assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![stopped]);
+
+        // Sub-second instants compare correctly (SQLite compares the stored text).
+        let later = now + Duration::hours(1);
+        let half = subscription(store, "cat", later + Duration::milliseconds(500)).await;
+        let due_at = |at: DateTime<Utc>| async move {
+            store
+                .due_subscriptions(at, 100)
+                .await
+                .unwrap()
+                .iter()
+                .any(|s| s.id == half)
+        };
+        assert!(!due_at(later).await);
+        assert!(!due_at(later + Duration::microseconds(499_999)).await);
+        assert!(!due_at(later + Duration::nanoseconds(499_999_999)).await);
+        assert!(due_at(later + Duration::milliseconds(500)).await);
+        assert!(due_at(later + Duration::nanoseconds(500_000_001)).await);
+        assert!(due_at(later + Duration::seconds(1)).await);
     }
 );
 
