@@ -712,3 +712,25 @@ test_both_backends!(
         ));
     }
 );
+
+test_both_backends!(
+    async fn a_stale_worker_waiting_on_the_fence_is_refused_after_the_newer_commit(db) {
+        let store = db.store();
+        let sub = subscription(store, "ann", t0()).await;
+        let newer = store.begin().await.unwrap();
+        newer.check_fencing_token(sub, 8).await.unwrap();
+        // The older worker's commit starts while the newer one holds the row.
+        let stale_store = store.clone();
+        let stale = tokio::spawn(async move {
+            let tx = stale_store.begin().await?;
+            let checked = tx.check_fencing_token(sub, 7).await;
+            tx.rollback().await?;
+            checked
+        });
+        newer.commit().await.unwrap();
+        match stale.await.unwrap() {
+            Err(StoreError::StaleFencingToken { token: 7, newest: 8, .. }) => {}
+            other => panic!("expected the older token to be refused, got {other:?}"),
+        }
+    }
+);
