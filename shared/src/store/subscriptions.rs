@@ -234,6 +234,7 @@ impl<C: ConnectionTrait> Store<C> {
         to: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let from = from.trunc_subsecs(6);
         let res = subscription::Entity::update_many()
             .col_expr(Column::NextRunAt, Expr::value(to.trunc_subsecs(6)))
             .col_expr(Column::LastRunAt, Expr::value(Some(from)))
