@@ -1,0 +1,237 @@
+//! Cycle runs: one row per (subscription, slot). Inserting a slot twice is not an error but a
+//! typed [`InsertRun::AlreadyExists`], which is what makes enqueueing and running idempotent.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use rust_decimal::Decimal;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TryInsertResult,
+};
+
+use super::entities::cycle_run::{self, Column};
+use super::types::{DbDecimal, RunStatus, RunTrigger};
+use super::{Store, StoreError, db_err, insert_err};
+
+/// A run to record as `enqueued`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    pub subscription_id: i64,
+    /// The scheduled instant this run is for (stored to the microsecond).
+    pub slot: DateTime<Utc>,
+    pub trigger: RunTrigger,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// The outcome of [`Store::insert_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertRun {
+    /// A new row was written.
+    Inserted(cycle_run::Model),
+    /// The (subscription, slot) already had a run; this is it, unchanged.
+    AlreadyExists(cycle_run::Model),
+}
+
+impl InsertRun {
+    pub fn run(&self) -> &cycle_run::Model {
+        match self {
+            InsertRun::Inserted(r) | InsertRun::AlreadyExists(r) => r,
+        }
+    }
+    pub fn into_run(self) -> cycle_run::Model {
+        match self {
+            InsertRun::Inserted(r) | InsertRun::AlreadyExists(r) => r,
+        }
+    }
+    pub fn is_inserted(&self) -> bool {
+        matches!(self, InsertRun::Inserted(_))
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// A terminal status (`succeeded`, `failed`, `skipped`, `dead_lettered`).
+    pub status: RunStatus,
+    pub signal: Option<String>,
+    pub confidence: Option<Decimal>,
+    pub analysis: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// Which runs to list, newest slot first; `None` fields match everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFilter {
+    pub subscription_id: Option<i64>,
+    pub status: Option<RunStatus>,
+    pub limit: u64,
+}
+
+impl Default for RunFilter {
+    fn default() -> Self {
+        Self {
+            subscription_id: None,
+            status: None,
+            limit: 100,
+        }
+    }
+}
+
+fn not_found(id: i64) -> StoreError {
+    StoreError::NotFound {
+        entity: "cycle run",
+        key: id.to_string(),
+    }
+}
+
+impl<C: ConnectionTrait> Store<C> {
+    /// Records the run of (subscription, slot), or returns the one already recorded. Uses
+    /// `ON CONFLICT DO NOTHING`, so it is safe inside a transaction on PostgreSQL too.
+    pub async fn insert_run(&self, new: &NewRun) -> Result<InsertRun, StoreError> {
+        let slot = new.slot.trunc_subsecs(6);
+        let key = format!("({}, {})", new.subscription_id, slot.to_rfc3339());
+        let result = cycle_run::Entity::insert(cycle_run::ActiveModel {
+            subscription_id: Set(new.subscription_id),
+            slot: Set(slot),
+            trigger: Set(new.trigger),
+            status: Set(RunStatus::Enqueued),
+            attempt: Set(0),
+            enqueued_at: Set(new.enqueued_at),
+            ..Default::default()
+        })
+        .on_conflict_do_nothing_on([Column::SubscriptionId, Column::Slot])
+        .exec_without_returning(&self.conn)
+        .await
+        .map_err(insert_err(
+            "cycle run",
+            key.clone(),
+            "inserting a cycle run",
+        ))?;
+        let inserted = matches!(result, TryInsertResult::Inserted(n) if n > 0);
+        let run =
+            self.run_for_slot(new.subscription_id, slot)
+                .await?
+                .ok_or(StoreError::NotFound {
+                    entity: "cycle run",
+                    key,
+                })?;
+        Ok(if inserted {
+            InsertRun::Inserted(run)
+        } else {
+            InsertRun::AlreadyExists(run)
+        })
+    }
+
+    pub async fn run(&self, id: i64) -> Result<cycle_run::Model, StoreError> {
+        cycle_run::Entity::find_by_id(id)
+            .one(&self.conn)
+            .await
+            .map_err(db_err("reading a cycle run"))?
+            .ok_or_else(|| not_found(id))
+    }
+
+    pub async fn run_for_slot(
+        &self,
+        subscription_id: i64,
+        slot: DateTime<Utc>,
+    ) -> Result<Option<cycle_run::Model>, StoreError> {
+        cycle_run::Entity::find()
+            .filter(Column::SubscriptionId.eq(subscription_id))
+            .filter(Column::Slot.eq(slot.trunc_subsecs(6)))
+            .one(&self.conn)
+            .await
+            .map_err(db_err("reading the run of a slot"))
+    }
+
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<cycle_run::Model>, StoreError> {
+        let mut q = cycle_run::Entity::find();
+        if let Some(s) = filter.subscription_id {
+            q = q.filter(Column::SubscriptionId.eq(s));
+        }
+        if let Some(st) = filter.status {
+            q = q.filter(Column::Status.eq(st));
+        }
+        q.order_by_desc(Column::Slot)
+            .order_by_desc(Column::Id)
+            .limit(filter.limit)
+            .all(&self.conn)
+            .await
+            .map_err(db_err("listing cycle runs"))
+    }
+
+    /// Marks the run `running` by `worker_id` under `fencing_token`, as attempt `attempt`.
+    pub async fn start_run(
+        &self,
+        id: i64,
+        worker_id: &str,
+        fencing_token: i64,
+        attempt: i32,
+        now: DateTime<Utc>,
+    ) -> Result<cycle_run::Model, StoreError> {
+        let res = cycle_run::Entity::update_many()
+            .col_expr(Column::Status, Expr::value(RunStatus::Running))
+            .col_expr(Column::WorkerId, Expr::value(Some(worker_id.to_string())))
+            .col_expr(Column::FencingToken, Expr::value(Some(fencing_token)))
+            .col_expr(Column::Attempt, Expr::value(attempt))
+            .col_expr(Column::StartedAt, Expr::value(Some(now)))
+            .filter(Column::Id.eq(id))
+            .exec(&self.conn)
+            .await
+            .map_err(db_err("starting a cycle run"))?;
+        if res.rows_affected == 0 {
+            return Err(not_found(id));
+        }
+        self.run(id).await
+    }
+
+    /// Records how the run ended. `Invalid` unless `outcome.status` is terminal.
+    pub async fn finish_run(
+        &self,
+        id: i64,
+        outcome: &RunOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<cycle_run::Model, StoreError> {
+        if !outcome.status.is_terminal() {
+            return Err(StoreError::Invalid {
+                what: "run outcome",
+                reason: format!("status {} is not terminal", outcome.status),
+            });
+        }
+        let res = cycle_run::Entity::update_many()
+            .col_expr(Column::Status, Expr::value(outcome.status))
+            .col_expr(Column::Signal, Expr::value(outcome.signal.clone()))
+            .col_expr(
+                Column::Confidence,
+                Expr::value(outcome.confidence.map(DbDecimal)),
+            )
+            .col_expr(Column::Analysis, Expr::value(outcome.analysis.clone()))
+            .col_expr(Column::Error, Expr::value(outcome.error.clone()))
+            .col_expr(Column::FinishedAt, Expr::value(Some(now)))
+            .filter(Column::Id.eq(id))
+            .exec(&self.conn)
+            .await
+            .map_err(db_err("finishing a cycle run"))?;
+        if res.rows_affected == 0 {
+            return Err(not_found(id));
+        }
+        self.run(id).await
+    }
+
+    /// Sets only the status (e.g. back to `enqueued` for a retry).
+    pub async fn set_run_status(
+        &self,
+        id: i64,
+        status: RunStatus,
+    ) -> Result<cycle_run::Model, StoreError> {
+        let res = cycle_run::Entity::update_many()
+            .col_expr(Column::Status, Expr::value(status))
+            .filter(Column::Id.eq(id))
+            .exec(&self.conn)
+            .await
+            .map_err(db_err("setting a cycle run's status"))?;
+        if res.rows_affected == 0 {
+            return Err(not_found(id));
+        }
+        self.run(id).await
+    }
+}
