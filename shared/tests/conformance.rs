@@ -658,8 +658,18 @@ async fn lookup_after_timeout(build: Build) {
         "{ctx}"
     );
     assert_eq!(
-        (order.side, order.order_type, order.quantity),
-        (entry.side, entry.order_type, entry.quantity),
+        (
+            order.side,
+            order.order_type,
+            order.quantity,
+            order.reduce_only
+        ),
+        (
+            entry.side,
+            entry.order_type,
+            entry.quantity,
+            entry.reduce_only
+        ),
         "{ctx}"
     );
     // Every subject fills a market entry on arrival; the look-up must report that fill.
