@@ -156,13 +156,9 @@ fn pending_guard(venue: &str) {
 
 /// (venue, scenario, reason): cases known to fail, documented instead of hidden. Such a test
 /// passes only while the scenario still fails, and fails once it passes so the entry is removed.
-const EXPECTED_FAILURES: &[(&str, Scenario, &str)] = &[(
-    "binance",
-    Scenario::KlinesAcrossTimeSync,
-    "Binance decides `closed` with the injected clock plus a server offset that get_time measures \
-     against the wall clock (Utc::now), so with a clock that is not the wall clock every candle \
-     turns open after a server_time call (binance/mod.rs venue_now_ms + client.rs get_time)",
-)];
+/// (venue, scenario, why) for known failures; empty while every venue conforms. A listed case
+/// that starts passing fails the suite, so the list never goes stale.
+const EXPECTED_FAILURES: &[(&str, Scenario, &str)] = &[];
 
 // ------------------------------------------------------------------------------ subjects
 

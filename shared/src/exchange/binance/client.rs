@@ -1,7 +1,6 @@
 //! Raw Binance USDⓈ-M REST client: one method per endpoint, signing, clock offset, rate-limit
 //! bookkeeping and retries. It speaks wire models only; `mod.rs` turns them into domain types.
 
-use chrono::Utc;
 use reqwest::Method;
 use reqwest::header::HeaderValue;
 use secrecy::ExposeSecret;
@@ -83,15 +82,22 @@ pub(crate) struct BinanceClient {
     http: VenueHttp,
     credentials: Option<Credentials>,
     offset: ClockOffset,
+    /// Our time: the offset is measured against it and signed timestamps come from it.
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
     orders: RateLimiter,
 }
 
 impl BinanceClient {
-    pub(crate) fn new(http: VenueHttp, credentials: Option<Credentials>) -> Self {
+    pub(crate) fn new(
+        http: VenueHttp,
+        credentials: Option<Credentials>,
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ) -> Self {
         Self {
             http,
             credentials,
             offset: ClockOffset::default(),
+            clock,
             orders: RateLimiter::new(crate::exchange::http::RateLimit {
                 capacity: ORDERS_PER_10S,
                 per: std::time::Duration::from_secs(10),
@@ -156,7 +162,10 @@ impl BinanceClient {
             let creds = self.require_credentials(call.path)?;
             let mut params = call.params.clone();
             params.push(("recvWindow", RECV_WINDOW_MS.to_string()));
-            params.push(("timestamp", self.offset.now_ms().to_string()));
+            params.push((
+                "timestamp",
+                (self.clock.now().timestamp_millis() + self.offset.offset_ms()).to_string(),
+            ));
             query = signed_query(creds.api_secret.expose_secret(), &query_string(&params));
             let mut key = HeaderValue::from_str(creds.api_key.expose_secret()).map_err(|_| {
                 ExchangeError::Config {
@@ -198,7 +207,7 @@ impl BinanceClient {
 
     /// GET /fapi/v1/time; also records the clock offset.
     pub(crate) async fn get_time(&self) -> ExchangeResult<ServerTime> {
-        let sent = Utc::now();
+        let sent = self.clock.now();
         let call = Call::new(
             Method::GET,
             "/fapi/v1/time",
@@ -211,7 +220,7 @@ impl BinanceClient {
             .with_retries(RequestKind::Read, || self.attempt(&call), || async {})
             .await?;
         if let Some(server) = crate::exchange::wire::millis_to_time(t.server_time) {
-            self.offset.record(server, sent, Utc::now());
+            self.offset.record(server, sent, self.clock.now());
         }
         Ok(t)
     }

@@ -74,7 +74,7 @@ fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
         params.http.clone(),
     )?;
     Ok(Arc::new(Binance {
-        client: BinanceClient::new(http, params.credentials.clone()),
+        client: BinanceClient::new(http, params.credentials.clone(), params.clock.clone()),
         clock: params.clock.clone(),
         rules: Mutex::new(HashMap::new()),
     }))
