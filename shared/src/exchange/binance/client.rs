@@ -553,7 +553,7 @@ mod tests {
             HttpSettings::default(),
         )
         .unwrap();
-        let client = BinanceClient::new(http, None);
+        let client = BinanceClient::new(http, None, std::sync::Arc::new(crate::clock::SystemClock));
         assert!(client.http.limiter().headroom() > 0.99);
         let mut headers = HeaderMap::new();
         headers.insert("X-MBX-USED-WEIGHT-1M", "2280".parse().unwrap());
@@ -580,7 +580,7 @@ mod tests {
             HttpSettings::default(),
         )
         .unwrap();
-        let client = BinanceClient::new(http, None);
+        let client = BinanceClient::new(http, None, std::sync::Arc::new(crate::clock::SystemClock));
         let e = client.require_credentials("/fapi/v3/account").unwrap_err();
         assert!(e.to_string().contains("/fapi/v3/account"));
         assert_eq!(e.kind(), "config");
