@@ -8,45 +8,17 @@
 //! `clOrdId` is the strictest). The HTX adapter maps it to an integer inside its folder.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::domain::{ClientOrderId, DomainError};
 
-/// What an order is for within a cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderRole {
-    Entry,
-    StopLoss,
-    TakeProfit,
-    Close,
-}
+pub use crate::store::OrderRole;
 
-impl OrderRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderRole::Entry => "entry",
-            OrderRole::StopLoss => "stop_loss",
-            OrderRole::TakeProfit => "take_profit",
-            OrderRole::Close => "close",
-        }
-    }
-    fn letter(self) -> char {
-        match self {
-            OrderRole::Entry => 'e',
-            OrderRole::StopLoss => 's',
-            OrderRole::TakeProfit => 't',
-            OrderRole::Close => 'c',
-        }
-    }
-    pub fn parse(s: &str) -> Option<OrderRole> {
-        match s {
-            "entry" => Some(OrderRole::Entry),
-            "stop_loss" => Some(OrderRole::StopLoss),
-            "take_profit" => Some(OrderRole::TakeProfit),
-            "close" => Some(OrderRole::Close),
-            _ => None,
-        }
+fn role_letter(role: OrderRole) -> char {
+    match role {
+        OrderRole::Entry => 'e',
+        OrderRole::StopLoss => 's',
+        OrderRole::TakeProfit => 't',
+        OrderRole::Close => 'c',
     }
 }
 
@@ -96,7 +68,7 @@ pub fn client_order_id(
             reason: "at most 99 orders of one role per cycle",
         });
     }
-    let mut id = format!("tf{:0>8}{sub}{}", base36(slot_secs), role.letter());
+    let mut id = format!("tf{:0>8}{sub}{}", base36(slot_secs), role_letter(role));
     if sequence > 0 {
         id.push_str(&sequence.to_string());
     }
