@@ -333,6 +333,38 @@ mod tests {
         assert_ne!(trace_id, "0".repeat(32));
     }
 
+    /// The guard is dropped on the only thread of a current-thread runtime: the final export
+    /// must not need that runtime (it runs on the exporter's own thread).
+    #[tokio::test(flavor = "current_thread")]
+    async fn dropping_the_guard_inside_a_single_threaded_runtime_exports() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let collector = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/traces"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&collector)
+            .await;
+        let guard = tracer_provider("unit", Some(&format!("{}/", collector.uri()))).unwrap();
+        let sub = build_subscriber(
+            parse_filter("info").unwrap(),
+            LogFormat::Text,
+            false,
+            std::io::sink,
+            &guard.provider,
+        );
+        tracing::subscriber::with_default(sub, || {
+            drop(tracing::info_span!("in_current_thread_runtime").entered());
+        });
+        drop(guard);
+        let requests = collector.received_requests().await.unwrap();
+        assert_eq!(requests.len(), 1);
+        let body = String::from_utf8_lossy(&requests[0].body);
+        assert!(body.contains("in_current_thread_runtime"));
+        assert!(body.contains("unit"));
+    }
+
     #[test]
     fn bad_filter_names_the_key() {
         let err = parse_filter("info,[[[").unwrap_err().to_string();
