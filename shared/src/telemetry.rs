@@ -1,1 +1,0 @@
-//! Logging, tracing spans, Prometheus registry and optional OTLP export.
