@@ -7,6 +7,7 @@ pub mod execution;
 pub mod indicators;
 pub mod llm;
 pub mod order_ids;
+pub mod record;
 pub mod risk;
 pub mod signal;
 pub mod sizing;

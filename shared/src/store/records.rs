@@ -226,6 +226,22 @@ impl<C: ConnectionTrait> Store<C> {
         ))
     }
 
+    /// Closes an open position that left the venue with no known exit (manual close,
+    /// liquidation, auto-deleveraging): no exit price and no PnL are invented.
+    pub async fn mark_position_gone(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        use position::Column as P;
+        position::Entity::update_many()
+            .col_expr(P::Status, Expr::value(PositionStatus::Closed))
+            .col_expr(P::ClosedAt, Expr::value(Some(now)))
+            .col_expr(P::UpdatedAt, Expr::value(now))
+            .filter(P::Id.eq(id))
+            .filter(P::Status.eq(PositionStatus::Open))
+            .exec(&self.conn)
+            .await
+            .map_err(db_err("closing a position with no known exit"))?;
+        Ok(())
+    }
+
     /// Closes an open position at `exit_price` with its realized PnL and total fees.
     pub async fn close_position(
         &self,

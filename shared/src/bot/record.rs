@@ -1,0 +1,310 @@
+//! Record: what a cycle decided and did, written through the store in the caller's transaction,
+//! and the state the next cycle starts from, read back.
+//!
+//! [`record_outcome`] runs the fencing check first (a worker that lost its lock to a newer one
+//! cannot overwrite that one's results), then writes orders (upsert by client order id), the
+//! closed trade and position, a newly opened position, an equity snapshot, a circuit-breaker
+//! pause, and finishes the run with the signal and the analysis (indicator snapshots per
+//! timeframe, the sizing decision with its reasons, LLM advice, notes, stage timings).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sea_orm::ConnectionTrait;
+
+use super::cycle::{CycleOutcome, CycleState};
+use super::execution::{ExecutedOrder, ExitReason, TrackedPosition};
+use crate::domain::{ClientOrderId, Order};
+use crate::store::{
+    NewPosition, NewTrade, OrderRecord, OrderRole, PositionStatus, RunOutcome, RunStatus, Store,
+    StoreError, SubscriptionFilter, subscription,
+};
+
+/// Who is recording, for what.
+#[derive(Debug, Clone)]
+pub struct RecordContext<'a> {
+    pub run_id: i64,
+    pub subscription_id: i64,
+    /// Registry name of the venue.
+    pub exchange: &'a str,
+    pub fencing_token: i64,
+    pub now: DateTime<Utc>,
+}
+
+/// What was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordSummary {
+    pub orders: usize,
+    pub trade_recorded: bool,
+    pub position_opened: bool,
+    pub paused: bool,
+}
+
+fn order_record(ctx: &RecordContext<'_>, role: OrderRole, o: &Order) -> Option<OrderRecord> {
+    Some(OrderRecord {
+        client_order_id: o.client_order_id.clone()?,
+        subscription_id: ctx.subscription_id,
+        run_id: Some(ctx.run_id),
+        exchange: ctx.exchange.to_string(),
+        symbol: o.symbol.clone(),
+        exchange_order_id: Some(o.exchange_order_id.clone()),
+        role,
+        side: o.side,
+        order_type: o.order_type,
+        quantity: o.quantity,
+        price: o.price,
+        trigger_price: o.trigger_price,
+        reduce_only: o.reduce_only,
+        status: o.status,
+        filled_quantity: o.filled_quantity,
+        average_price: o.average_price,
+        fee: o.fee,
+        raw: serde_json::to_value(o).ok(),
+    })
+}
+
+/// The run record's analysis document.
+fn analysis_json(outcome: &CycleOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "timeframes": &outcome.analysis,
+        "signal": &outcome.signal,
+        "sizing": &outcome.sizing,
+        "llm": &outcome.llm,
+        "breaker": &outcome.breaker,
+        "closed": &outcome.closed,
+        "notes": &outcome.notes,
+        "stage_ms": &outcome.stage_ms,
+    })
+}
+
+/// Write `outcome` for the run in `ctx`. Call inside a transaction; the fencing check comes first.
+pub async fn record_outcome<C: ConnectionTrait>(
+    store: &Store<C>,
+    ctx: &RecordContext<'_>,
+    outcome: &CycleOutcome,
+) -> Result<RecordSummary, StoreError> {
+    store
+        .check_fencing_token(ctx.subscription_id, ctx.fencing_token)
+        .await?;
+    let mut summary = RecordSummary::default();
+
+    let mut orders: Vec<(OrderRole, &Order)> = Vec::new();
+    if let Some(exec) = &outcome.execution {
+        orders.extend(
+            exec.orders
+                .iter()
+                .map(|o: &ExecutedOrder| (o.role, &o.order)),
+        );
+    }
+    if let Some(close) = &outcome.close_order {
+        orders.push((close.role, &close.order));
+    }
+    let exit_role = outcome.closed.as_ref().and_then(|t| match t.reason {
+        ExitReason::StopLoss => Some(OrderRole::StopLoss),
+        ExitReason::TakeProfit => Some(OrderRole::TakeProfit),
+        ExitReason::Unknown => None,
+    });
+    if let (Some(role), Some(exit)) = (
+        exit_role,
+        outcome.closed.as_ref().and_then(|t| t.exit_order.as_ref()),
+    ) {
+        orders.push((role, exit));
+    }
+    for (role, o) in orders {
+        if let Some(rec) = order_record(ctx, role, o) {
+            // An order placed by an earlier run keeps its run id: upsert updates status/fills.
+            let rec = match store
+                .order_by_client_id(rec.client_order_id.as_str())
+                .await?
+            {
+                Some(existing) => OrderRecord {
+                    run_id: existing.run_id,
+                    ..rec
+                },
+                None => rec,
+            };
+            store.upsert_order(&rec, ctx.now).await?;
+            summary.orders += 1;
+        }
+    }
+
+    if let Some(trade) = &outcome.closed {
+        let open = store
+            .list_positions(ctx.subscription_id, Some(PositionStatus::Open))
+            .await?;
+        let position = open.into_iter().next();
+        match (trade.exit_price, trade.realized_pnl) {
+            (Some(exit), Some(pnl)) => {
+                if let Some(p) = &position {
+                    store
+                        .insert_trade(&NewTrade {
+                            subscription_id: ctx.subscription_id,
+                            run_id: Some(ctx.run_id),
+                            symbol: p.symbol.clone(),
+                            side: p.side,
+                            quantity: trade.quantity,
+                            entry_price: p.entry_price.get(),
+                            exit_price: Some(exit),
+                            realized_pnl: pnl,
+                            fees: trade.fees,
+                            opened_at: p.opened_at,
+                            closed_at: Some(trade.closed_at.unwrap_or(ctx.now)),
+                        })
+                        .await?;
+                    store
+                        .close_position(p.id, exit, pnl, trade.fees, ctx.now)
+                        .await?;
+                    summary.trade_recorded = true;
+                }
+            }
+            // Gone without a known exit: the position is closed with no exit price and no trade
+            // row is invented; the run's analysis carries the note.
+            _ => {
+                if let Some(p) = &position {
+                    store.mark_position_gone(p.id, ctx.now).await?;
+                }
+            }
+        }
+    }
+
+    let newly_opened = outcome
+        .execution
+        .as_ref()
+        .is_some_and(|e| e.filled_quantity > Decimal::ZERO && !e.closed_without_stop);
+    if newly_opened && let Some(t) = &outcome.tracked {
+        let already = store
+            .list_positions(ctx.subscription_id, Some(PositionStatus::Open))
+            .await?;
+        if already.is_empty() {
+            store
+                .open_position(&NewPosition {
+                    subscription_id: ctx.subscription_id,
+                    symbol: t.symbol.clone(),
+                    side: t.side,
+                    quantity: t.quantity,
+                    entry_price: t.entry_price,
+                    fees: t.entry_fee,
+                    opened_at: t.opened_at,
+                })
+                .await?;
+            summary.position_opened = true;
+        }
+    }
+
+    if let Some(b) = &outcome.balance {
+        store
+            .insert_equity_snapshot(ctx.subscription_id, ctx.now, b.equity, b.unrealized_pnl)
+            .await?;
+    }
+
+    if let Some(trip) = &outcome.breaker {
+        store
+            .pause_subscription(ctx.subscription_id, Some(&trip.reason), ctx.now)
+            .await?;
+        summary.paused = true;
+    }
+
+    let signal = outcome.signal.as_ref();
+    store
+        .finish_run(
+            ctx.run_id,
+            &RunOutcome {
+                status: if outcome.breaker.is_some() {
+                    RunStatus::Skipped
+                } else {
+                    RunStatus::Succeeded
+                },
+                signal: signal.map(|s| s.action().as_str().to_string()),
+                confidence: signal.and_then(|s| {
+                    Decimal::try_from(s.confidence())
+                        .ok()
+                        .map(|d| d.round_dp(4))
+                }),
+                analysis: Some(analysis_json(outcome)),
+                error: None,
+            },
+            ctx.now,
+        )
+        .await?;
+    Ok(summary)
+}
+
+/// How many equity snapshots the peak is taken over (the newest ones).
+pub const PEAK_WINDOW: u64 = 5_000;
+
+/// The state the next cycle of `subscription` starts from.
+pub async fn load_state<C: ConnectionTrait>(
+    store: &Store<C>,
+    subscription: &subscription::Model,
+    now: DateTime<Utc>,
+) -> Result<CycleState, StoreError> {
+    let subscription_id = subscription.id;
+    let open = store
+        .list_positions(subscription_id, Some(PositionStatus::Open))
+        .await?;
+    let tracked = match open.into_iter().next() {
+        None => None,
+        Some(p) => {
+            // The protective orders of the newest entry are the position's.
+            let orders = store.list_orders(subscription_id, 50).await?;
+            let id_of = |role: OrderRole| -> Option<ClientOrderId> {
+                orders
+                    .iter()
+                    .find(|o| o.role == role)
+                    .and_then(|o| ClientOrderId::new(o.client_order_id.clone()).ok())
+            };
+            Some(TrackedPosition {
+                symbol: p.symbol.clone(),
+                side: p.side,
+                quantity: p.quantity.get(),
+                entry_price: p.entry_price.get(),
+                opened_at: p.opened_at,
+                entry_fee: p.fees.get(),
+                stop_loss_id: id_of(OrderRole::StopLoss),
+                take_profit_id: id_of(OrderRole::TakeProfit),
+            })
+        }
+    };
+    let mut trades = store.list_trades(subscription_id).await?;
+    trades.reverse();
+    let trade_pnls_newest_first = trades
+        .iter()
+        .filter(|t| t.status == PositionStatus::Closed)
+        .map(|t| t.realized_pnl.get())
+        .collect();
+    let snapshots = store
+        .list_equity_snapshots(subscription_id, PEAK_WINDOW)
+        .await?;
+    let peak_equity = snapshots.iter().map(|s| s.equity.get()).max();
+    let today = now.date_naive();
+    let day_start_equity = snapshots
+        .iter()
+        .filter(|s| s.time.date_naive() == today)
+        .min_by_key(|s| s.time)
+        .map(|s| s.equity.get());
+    // Notional (at entry) of the principal's other open positions on this exchange.
+    let siblings = store
+        .list_subscriptions(&SubscriptionFilter {
+            principal_id: Some(subscription.principal_id),
+            status: None,
+        })
+        .await?;
+    let mut open_exposure = Decimal::ZERO;
+    for s in siblings
+        .iter()
+        .filter(|s| s.id != subscription_id && s.exchange == subscription.exchange)
+    {
+        for p in store
+            .list_positions(s.id, Some(PositionStatus::Open))
+            .await?
+        {
+            open_exposure += p.quantity.get() * p.entry_price.get();
+        }
+    }
+    Ok(CycleState {
+        tracked,
+        trade_pnls_newest_first,
+        peak_equity,
+        day_start_equity,
+        open_exposure,
+    })
+}
