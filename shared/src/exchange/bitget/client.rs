@@ -189,9 +189,9 @@ pub(super) fn decode<T: DeserializeOwned>(
                 message,
             },
             // A generic code on a 5xx: the status says more than the code.
-            ExchangeError::Venue { .. } if raw.status.is_server_error() => raw
-                .status_error(VENUE, ctx.kind)
-                .unwrap_or(err),
+            ExchangeError::Venue { .. } if raw.status.is_server_error() => {
+                raw.status_error(VENUE, ctx.kind).unwrap_or(err)
+            }
             other => other,
         });
     }
@@ -478,7 +478,12 @@ impl BitgetClient {
     ) -> ExchangeResult<Vec<wire::Position>> {
         let q = [("productType", PRODUCT_TYPE), ("marginCoin", margin_coin)];
         let rows: Option<Vec<wire::Position>> = self
-            .call(&Req::get("/api/v2/mix/position/all-position", &q, true, W_5))
+            .call(&Req::get(
+                "/api/v2/mix/position/all-position",
+                &q,
+                true,
+                W_5,
+            ))
             .await?;
         Ok(rows.unwrap_or_default())
     }
@@ -505,7 +510,8 @@ impl BitgetClient {
         body: &wire::SetLeverageBody<'_>,
     ) -> ExchangeResult<Option<wire::LeverageAck>> {
         // Setting a leverage is idempotent, so the write may be retried like a read.
-        let mut req = Req::post("/api/v2/mix/account/set-leverage", body, W_10)?.symbol(body.symbol);
+        let mut req =
+            Req::post("/api/v2/mix/account/set-leverage", body, W_10)?.symbol(body.symbol);
         req.kind = RequestKind::Read;
         self.call(&req).await
     }

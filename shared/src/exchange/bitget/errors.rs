@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn system_errors_depend_on_request_kind() {
         for code in ["40015", "40200"] {
-            assert_eq!(map_code(code, "x", ctx(RequestKind::Read)).kind(), "unavailable");
+            assert_eq!(
+                map_code(code, "x", ctx(RequestKind::Read)).kind(),
+                "unavailable"
+            );
             assert_eq!(
                 map_code(code, "x", ctx(RequestKind::Write)).kind(),
                 "outcome_unknown"

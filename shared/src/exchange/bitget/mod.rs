@@ -163,9 +163,9 @@ impl Bitget {
         &self,
         vs: &str,
     ) -> ExchangeResult<Vec<T>> {
-        all_pages(|cursor| async move {
-            self.client.get_orders_pending(vs, cursor.as_deref()).await
-        })
+        all_pages(
+            |cursor| async move { self.client.get_orders_pending(vs, cursor.as_deref()).await },
+        )
         .await
     }
 
@@ -676,7 +676,10 @@ impl Exchange for Bitget {
         }
 
         let mut plans: Vec<wire::PlanIds> = self.pending_plans(&vs, PLAN_NORMAL, None).await?;
-        plans.extend(self.pending_plans::<wire::PlanIds>(&vs, PLAN_TPSL, None).await?);
+        plans.extend(
+            self.pending_plans::<wire::PlanIds>(&vs, PLAN_TPSL, None)
+                .await?,
+        );
         let mut by_type: Vec<(wire::PlanType, Vec<&wire::PlanIds>)> = Vec::new();
         for p in &plans {
             match by_type.iter_mut().find(|(t, _)| *t == p.plan_type) {

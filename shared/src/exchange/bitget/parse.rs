@@ -23,7 +23,8 @@ pub(super) fn venue_symbol(symbol: &Symbol) -> ExchangeResult<String> {
         return Err(ExchangeError::UnknownSymbol {
             venue: VENUE,
             symbol: symbol.to_string(),
-            message: "only USDT-margined perpetuals (productType USDT-FUTURES) are supported".into(),
+            message: "only USDT-margined perpetuals (productType USDT-FUTURES) are supported"
+                .into(),
         });
     }
     Ok(symbol.concat())
@@ -164,12 +165,21 @@ pub(super) fn instrument(symbol: &Symbol, w: &wire::Contract) -> ExchangeResult<
     match w.symbol_type.as_deref() {
         None | Some("perpetual") => {}
         Some(other) => {
-            return Err(unknown(format!("{} is a {other} contract, not a perpetual", w.symbol)));
+            return Err(unknown(format!(
+                "{} is a {other} contract, not a perpetual",
+                w.symbol
+            )));
         }
     }
+    // Maintenance or an opening restriction still leaves the rules valid; a delisted one is gone.
     match w.symbol_status.as_deref() {
-        Some("off") => return Err(unknown(format!("{} is delisted (status off)", w.symbol))),
-        None | Some(_) => {}
+        Some("off") => {
+            return Err(unknown(format!("{} is delisted (status off)", w.symbol)));
+        }
+        None | Some("normal" | "maintain" | "limit_open" | "restrictedAPI") => {}
+        Some(other) => {
+            tracing::warn!(venue = VENUE, symbol = %w.symbol, status = other, "unknown contract status");
+        }
     }
     if w.price_place > 18 || w.price_end_step <= Decimal::ZERO {
         return Err(ExchangeError::malformed(
@@ -194,7 +204,11 @@ pub(super) fn instrument(symbol: &Symbol, w: &wire::Contract) -> ExchangeResult<
         }
     };
     if w.min_trade_num < Decimal::ZERO {
-        return Err(ExchangeError::malformed(VENUE, endpoint, "negative minTradeNum"));
+        return Err(ExchangeError::malformed(
+            VENUE,
+            endpoint,
+            "negative minTradeNum",
+        ));
     }
     Ok(Instrument {
         symbol: symbol.clone(),
@@ -511,8 +525,14 @@ mod tests {
         let i = instrument(&btc(), &contract(1, dec!(1), Some(dec!(0.001)))).unwrap();
         assert_eq!(size(&i, dec!(0.012)).unwrap(), "0.012");
         assert_eq!(size(&i, dec!(0.0120)).unwrap(), "0.012");
-        assert!(matches!(size(&i, dec!(0.0125)), Err(ExchangeError::InvalidOrder { .. })));
-        assert!(matches!(size(&i, dec!(0)), Err(ExchangeError::InvalidOrder { .. })));
+        assert!(matches!(
+            size(&i, dec!(0.0125)),
+            Err(ExchangeError::InvalidOrder { .. })
+        ));
+        assert!(matches!(
+            size(&i, dec!(0)),
+            Err(ExchangeError::InvalidOrder { .. })
+        ));
         let mut big_min = i.clone();
         big_min.min_quantity = dec!(0.01);
         assert!(matches!(
@@ -527,8 +547,12 @@ mod tests {
     #[test]
     fn candles_mark_the_forming_one_and_need_seven_fields() {
         let rows: Vec<wire::CandleRow> = vec![
-            ["60000", "2", "3", "1", "2.5", "10", "25"].map(String::from).to_vec(),
-            ["0", "1", "2", "0.5", "2", "20", "40"].map(String::from).to_vec(),
+            ["60000", "2", "3", "1", "2.5", "10", "25"]
+                .map(String::from)
+                .to_vec(),
+            ["0", "1", "2", "0.5", "2", "20", "40"]
+                .map(String::from)
+                .to_vec(),
         ];
         let c = candles(&rows, Timeframe::M1, 100_000, "/c").unwrap();
         assert_eq!(c[0].open_time.timestamp_millis(), 0);
@@ -540,8 +564,11 @@ mod tests {
         let short: Vec<wire::CandleRow> =
             vec![["0", "1", "2", "0.5", "2", "20"].map(String::from).to_vec()];
         assert!(candles(&short, Timeframe::M1, 0, "/c").is_err());
-        let bad: Vec<wire::CandleRow> =
-            vec![["x", "1", "2", "0.5", "2", "20", "1"].map(String::from).to_vec()];
+        let bad: Vec<wire::CandleRow> = vec![
+            ["x", "1", "2", "0.5", "2", "20", "1"]
+                .map(String::from)
+                .to_vec(),
+        ];
         assert!(candles(&bad, Timeframe::M1, 0, "/c").is_err());
     }
 

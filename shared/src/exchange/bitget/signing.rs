@@ -50,14 +50,25 @@ mod tests {
             p,
             "16273667805456GET/api/mix/v2/market/depth?symbol=BTCUSDT&limit=20"
         );
-        assert_eq!(sign(SECRET, &p), "DCasx4dnTCz58C7wvevvTEIT1/aRaS2WFJx8rMSzjUY=");
+        assert_eq!(
+            sign(SECRET, &p),
+            "DCasx4dnTCz58C7wvevvTEIT1/aRaS2WFJx8rMSzjUY="
+        );
     }
 
     #[test]
     fn place_order_post_known_answer() {
         let body = r#"{"symbol":"BTCUSDT","productType":"USDT-FUTURES","marginMode":"crossed","marginCoin":"USDT","size":"0.001","side":"buy","orderType":"market","clientOid":"my-oid-0001"}"#;
-        let p = prehash("1700000000000", "post", "/api/v2/mix/order/place-order", body);
-        assert_eq!(sign(SECRET, &p), "mlr5M1G6nNl7V8h987YSWes0q9dF3tqdNBownihQ28c=");
+        let p = prehash(
+            "1700000000000",
+            "post",
+            "/api/v2/mix/order/place-order",
+            body,
+        );
+        assert_eq!(
+            sign(SECRET, &p),
+            "mlr5M1G6nNl7V8h987YSWes0q9dF3tqdNBownihQ28c="
+        );
     }
 
     #[test]
@@ -68,13 +79,19 @@ mod tests {
             "/api/v2/mix/order/detail?clientOid=my-oid-0001&productType=USDT-FUTURES&symbol=BTCUSDT",
             "",
         );
-        assert_eq!(sign(SECRET, &p), "o6WdoBzm0j15aZnTYajKeit4SXtFukngCy/SpJAwCac=");
+        assert_eq!(
+            sign(SECRET, &p),
+            "o6WdoBzm0j15aZnTYajKeit4SXtFukngCy/SpJAwCac="
+        );
         let p = prehash(
             "1700000000000",
             "GET",
             "/api/v2/mix/account/accounts?productType=USDT-FUTURES",
             "",
         );
-        assert_eq!(sign(SECRET, &p), "JNPmUpnnbw8y09ZuIk8skinSyJMbGdgymzE50cGZ0B4=");
+        assert_eq!(
+            sign(SECRET, &p),
+            "JNPmUpnnbw8y09ZuIk8skinSyJMbGdgymzE50cGZ0B4="
+        );
     }
 }

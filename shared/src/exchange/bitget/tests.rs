@@ -93,12 +93,16 @@ fn pipelines() -> Vec<(&'static str, &'static str, Pipeline)> {
             }
             Ok(())
         }),
-        ("positions_jkorf_copy", fixture!("positions_jkorf_copy.json"), |b| {
-            for p in some(read::<Option<Vec<wire::Position>>>(b)?)? {
-                parse::position(&p)?;
-            }
-            Ok(())
-        }),
+        (
+            "positions_jkorf_copy",
+            fixture!("positions_jkorf_copy.json"),
+            |b| {
+                for p in some(read::<Option<Vec<wire::Position>>>(b)?)? {
+                    parse::position(&p)?;
+                }
+                Ok(())
+            },
+        ),
         ("set_leverage", fixture!("set_leverage.json"), |b| {
             some(read::<Option<wire::LeverageAck>>(b)?).map(|_| ())
         }),
@@ -111,12 +115,16 @@ fn pipelines() -> Vec<(&'static str, &'static str, Pipeline)> {
         ("cancel_order", fixture!("cancel_order.json"), |b| {
             some(write::<Option<wire::OrderAck>>(b)?).map(|_| ())
         }),
-        ("batch_cancel_orders", fixture!("batch_cancel_orders.json"), |b| {
-            write::<wire::BatchResult>(b).map(|_| ())
-        }),
-        ("cancel_plan_order", fixture!("cancel_plan_order.json"), |b| {
-            write::<wire::BatchResult>(b).map(|_| ())
-        }),
+        (
+            "batch_cancel_orders",
+            fixture!("batch_cancel_orders.json"),
+            |b| write::<wire::BatchResult>(b).map(|_| ()),
+        ),
+        (
+            "cancel_plan_order",
+            fixture!("cancel_plan_order.json"),
+            |b| write::<wire::BatchResult>(b).map(|_| ()),
+        ),
         ("order_detail", fixture!("order_detail.json"), |b| {
             parse::order(&some(read::<Option<wire::Order>>(b)?)?).map(|_| ())
         }),
@@ -126,12 +134,16 @@ fn pipelines() -> Vec<(&'static str, &'static str, Pipeline)> {
             }
             Ok(())
         }),
-        ("orders_plan_pending", fixture!("orders_plan_pending.json"), |b| {
-            for o in some(read::<Option<wire::Page<wire::PlanOrder>>>(b)?)?.entrusted_list {
-                parse::plan_order(&o)?;
-            }
-            Ok(())
-        }),
+        (
+            "orders_plan_pending",
+            fixture!("orders_plan_pending.json"),
+            |b| {
+                for o in some(read::<Option<wire::Page<wire::PlanOrder>>>(b)?)?.entrusted_list {
+                    parse::plan_order(&o)?;
+                }
+                Ok(())
+            },
+        ),
         (
             "orders_plan_pending_tpsl",
             fixture!("orders_plan_pending_tpsl.json"),
@@ -173,8 +185,16 @@ fn place_order_body_is_the_signed_vector_body() {
         r#"{"symbol":"BTCUSDT","productType":"USDT-FUTURES","marginMode":"crossed","marginCoin":"USDT","size":"0.001","side":"buy","orderType":"market","clientOid":"my-oid-0001"}"#
     );
     let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    let p = prehash("1700000000000", "POST", "/api/v2/mix/order/place-order", &json);
-    assert_eq!(sign(secret, &p), "mlr5M1G6nNl7V8h987YSWes0q9dF3tqdNBownihQ28c=");
+    let p = prehash(
+        "1700000000000",
+        "POST",
+        "/api/v2/mix/order/place-order",
+        &json,
+    );
+    assert_eq!(
+        sign(secret, &p),
+        "mlr5M1G6nNl7V8h987YSWes0q9dF3tqdNBownihQ28c="
+    );
 }
 
 #[test]
@@ -184,13 +204,18 @@ fn queries_are_sorted_like_the_signed_vector() {
         ("productType", "USDT-FUTURES"),
         ("clientOid", "my-oid-0001"),
     ]);
-    assert_eq!(q, "clientOid=my-oid-0001&productType=USDT-FUTURES&symbol=BTCUSDT");
+    assert_eq!(
+        q,
+        "clientOid=my-oid-0001&productType=USDT-FUTURES&symbol=BTCUSDT"
+    );
 }
 
 #[test]
 fn error_envelopes_and_non_json_bodies() {
-    let err = read::<Option<wire::Ticker>>(r#"{"code":"40085","msg":"unified","requestTime":1,"data":null}"#)
-        .unwrap_err();
+    let err = read::<Option<wire::Ticker>>(
+        r#"{"code":"40085","msg":"unified","requestTime":1,"data":null}"#,
+    )
+    .unwrap_err();
     assert_eq!(err.kind(), "permission");
     let mut r = raw("<html>bad gateway</html>");
     r.status = StatusCode::BAD_GATEWAY;
