@@ -46,6 +46,7 @@ const P_BATCH_CANCEL: &str = "/api/v2/mix/order/batch-cancel-orders";
 const P_CANCEL_PLAN: &str = "/api/v2/mix/order/cancel-plan-order";
 const P_PENDING: &str = "/api/v2/mix/order/orders-pending";
 const P_PLAN_PENDING: &str = "/api/v2/mix/order/orders-plan-pending";
+const P_PLAN_HISTORY: &str = "/api/v2/mix/order/orders-plan-history";
 const P_DETAIL: &str = "/api/v2/mix/order/detail";
 
 fn fixture(name: &str) -> String {
@@ -957,6 +958,11 @@ async fn accepted_order_that_cannot_be_found_is_outcome_unknown() {
         .respond_with(empty_page())
         .mount(&server)
         .await;
+    Mock::given(method("GET"))
+        .and(path(P_PLAN_HISTORY))
+        .respond_with(empty_page())
+        .mount(&server)
+        .await;
     let req = OrderRequest {
         side: Side::Sell,
         reduce_only: true,
@@ -964,6 +970,33 @@ async fn accepted_order_that_cannot_be_found_is_outcome_unknown() {
     };
     let err = bitget(&server).place_order(&req).await.unwrap_err();
     assert_eq!(err.kind(), "outcome_unknown", "{err}");
+    assert_eq!(requests(&server, "POST", P_PLACE).await.len(), 1);
+}
+
+#[tokio::test]
+async fn accepted_order_whose_lookup_fails_is_outcome_unknown_not_retryable() {
+    let server = MockServer::start().await;
+    mount_btc_contract(&server).await;
+    Mock::given(method("POST"))
+        .and(path(P_PLACE))
+        .respond_with(success(json!({"clientOid": "tfclose03", "orderId": ""})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P_DETAIL))
+        .respond_with(ResponseTemplate::new(503).set_body_string("Service Unavailable"))
+        .mount(&server)
+        .await;
+    let req = OrderRequest {
+        side: Side::Sell,
+        reduce_only: true,
+        ..market(dec!(0.02), "tfclose03")
+    };
+    let err = bitget(&server).place_order(&req).await.unwrap_err();
+    assert!(
+        matches!(err, ExchangeError::OutcomeUnknown { .. }),
+        "{err:?}"
+    );
     assert_eq!(requests(&server, "POST", P_PLACE).await.len(), 1);
 }
 
@@ -1428,6 +1461,25 @@ async fn order_by_client_id_falls_back_to_plan_orders_then_none() {
         .respond_with(empty_page())
         .mount(&server)
         .await;
+    // The stop-loss already fired: only the plan history knows it.
+    let mut fired = fixture_json("orders_plan_pending_tpsl.json");
+    fired["data"]["entrustedList"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(1);
+    fired["data"]["entrustedList"][0]["planStatus"] = json!("executed");
+    Mock::given(method("GET"))
+        .and(path(P_PLAN_HISTORY))
+        .and(query_param("planType", "profit_loss"))
+        .and(query_param("clientOid", "tfsl0001"))
+        .respond_with(body(200, fired))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P_PLAN_HISTORY))
+        .respond_with(empty_page())
+        .mount(&server)
+        .await;
     let ex = bitget(&server);
     let o = ex
         .order_by_client_id(&btc(), &cid("tftp0001"))
@@ -1441,6 +1493,28 @@ async fn order_by_client_id_falls_back_to_plan_orders_then_none() {
     assert_eq!(lookups.len(), 2);
     assert!(lookups.iter().all(|r| query(r)["clientOid"] == "tftp0001"));
     lookups.iter().for_each(assert_signed);
+    assert!(requests(&server, "GET", P_PLAN_HISTORY).await.is_empty());
+
+    let sl = ex
+        .order_by_client_id(&btc(), &cid("tfsl0001"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sl.status, OrderStatus::Triggered);
+    assert_eq!(sl.order_type, OrderType::StopMarket);
+    let history = requests(&server, "GET", P_PLAN_HISTORY).await;
+    assert_eq!(history.len(), 2, "normal_plan, then profit_loss");
+    assert_eq!(
+        query(&history[1]),
+        q(&[
+            ("clientOid", "tfsl0001"),
+            ("limit", "100"),
+            ("planType", "profit_loss"),
+            ("productType", "USDT-FUTURES"),
+            ("symbol", "BTCUSDT"),
+        ])
+    );
+    assert_signed(&history[1]);
 
     assert_eq!(
         ex.order_by_client_id(&btc(), &cid("nothere"))
@@ -1489,6 +1563,21 @@ async fn rate_limit_is_retried_for_reads_then_reported() {
     assert!(matches!(err, ExchangeError::RateLimited { .. }), "{err:?}");
     // One attempt plus `max_retries` (2).
     assert_eq!(requests(&server, "GET", P_TICKER).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_long_retry_after_is_returned_at_once_with_the_wait() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(P_TICKER))
+        .respond_with(
+            venue_error(429, "429", "Too Many Requests").insert_header("Retry-After", "60"),
+        )
+        .mount(&server)
+        .await;
+    let err = bitget(&server).ticker(&btc()).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(60)), "{err:?}");
+    assert_eq!(requests(&server, "GET", P_TICKER).await.len(), 1);
 }
 
 #[tokio::test]
@@ -1795,6 +1884,7 @@ async fn mount_background(server: &MockServer) {
         ("GET", P_PENDING, ok("orders_pending.json")),
         ("GET", P_PLAN_PENDING, ok("orders_plan_pending_tpsl.json")),
         ("GET", P_DETAIL, order_missing()),
+        ("GET", P_PLAN_HISTORY, empty_page()),
         (
             "POST",
             P_CANCEL,
@@ -1823,7 +1913,7 @@ async fn mount_background(server: &MockServer) {
 #[tokio::test]
 async fn malformed_answers_from_every_endpoint_are_errors() {
     let server = MockServer::start().await;
-    let endpoints: [(&str, &str, &str); 19] = [
+    let endpoints: [(&str, &str, &str); 20] = [
         ("GET", P_TIME, "server_time.json"),
         ("GET", P_CANDLES, "klines.json"),
         ("GET", P_HISTORY, "klines.json"),
@@ -1843,6 +1933,7 @@ async fn malformed_answers_from_every_endpoint_are_errors() {
         ("GET", P_PENDING, "orders_pending.json"),
         ("GET", P_PLAN_PENDING, "orders_plan_pending_tpsl.json"),
         ("GET", P_DETAIL, "order_detail.json"),
+        ("GET", P_PLAN_HISTORY, "orders_plan_pending_tpsl.json"),
     ];
     let sl = OrderRequest {
         order_type: OrderType::StopMarket,
@@ -1899,7 +1990,9 @@ async fn malformed_answers_from_every_endpoint_are_errors() {
                 (_, P_BATCH_CANCEL) => ex.cancel_all(&btc()).await.map(|_| ()),
                 (_, P_PENDING) => ex.open_orders(&btc()).await.map(|_| ()),
                 (_, P_PLAN_PENDING) => ex.order_by_client_id(&btc(), &cid("tfm")).await.map(|_| ()),
-                (_, P_DETAIL) => ex.order_by_client_id(&btc(), &cid("tfm")).await.map(|_| ()),
+                (_, P_DETAIL | P_PLAN_HISTORY) => {
+                    ex.order_by_client_id(&btc(), &cid("tfm")).await.map(|_| ())
+                }
                 other => panic!("no operation for {other:?}"),
             };
             assert!(
@@ -1931,6 +2024,11 @@ async fn timed_out_order_is_reconciled_by_client_oid_without_a_second_post() {
         .await;
     Mock::given(method("GET"))
         .and(path(P_PLAN_PENDING))
+        .respond_with(empty_page())
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P_PLAN_HISTORY))
         .respond_with(empty_page())
         .mount(&server)
         .await;

@@ -626,6 +626,27 @@ impl BitgetClient {
         }))
     }
 
+    /// GET /api/v2/mix/order/orders-plan-history?clientOid=&limit=100&planType=&productType=&symbol=
+    /// (triggered, failed and cancelled plan orders of one client id).
+    pub(super) async fn get_orders_plan_history<T: DeserializeOwned>(
+        &self,
+        symbol: &str,
+        plan_type: &str,
+        client_oid: &str,
+    ) -> ExchangeResult<Vec<T>> {
+        let limit = PAGE_LIMIT.to_string();
+        let q = [
+            ("symbol", symbol),
+            ("productType", PRODUCT_TYPE),
+            ("planType", plan_type),
+            ("clientOid", client_oid),
+            ("limit", limit.as_str()),
+        ];
+        let req = Req::get("/api/v2/mix/order/orders-plan-history", &q, true, W_10).symbol(symbol);
+        let page: Option<wire::Page<T>> = self.call(&req).await?;
+        Ok(page.map(|p| p.entrusted_list).unwrap_or_default())
+    }
+
     /// GET /api/v2/mix/order/detail?clientOid=&productType=&symbol=
     pub(super) async fn get_order_detail(
         &self,

@@ -205,12 +205,21 @@ impl Bitget {
         request: &OrderRequest,
         endpoint: &str,
     ) -> ExchangeResult<Order> {
+        // The venue accepted the order: whatever goes wrong now, the outcome is unknown, never
+        // a failure that would invite a blind retry.
         match self
             .order_by_client_id(&request.symbol, &request.client_order_id)
-            .await?
+            .await
         {
-            Some(o) => Ok(o),
-            None => Err(ExchangeError::OutcomeUnknown {
+            Ok(Some(o)) => Ok(o),
+            Err(e) => Err(ExchangeError::OutcomeUnknown {
+                venue: VENUE,
+                message: format!(
+                    "{endpoint} accepted client order id {} without an orderId, and looking it                      up failed: {e}",
+                    request.client_order_id
+                ),
+            }),
+            Ok(None) => Err(ExchangeError::OutcomeUnknown {
                 venue: VENUE,
                 message: format!(
                     "{endpoint} accepted client order id {} without an orderId and the order \
@@ -759,14 +768,21 @@ impl Exchange for Bitget {
             Ok(None) | Err(ExchangeError::OrderNotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        // Plan orders: only pending ones can be looked up by client id.
-        match self
+        // Plan orders: pending ones first, then the history (triggered, failed, cancelled).
+        if let Some(p) = self
             .find_plan(&vs, cl, |p: &wire::PlanOrder| p.client_oid.as_deref())
             .await?
         {
-            Some(p) => parse::plan_order(&p).map(Some),
-            None => Ok(None),
+            return parse::plan_order(&p).map(Some);
         }
+        for family in [PLAN_NORMAL, PLAN_TPSL] {
+            let done: Vec<wire::PlanOrder> =
+                self.client.get_orders_plan_history(&vs, family, cl).await?;
+            if let Some(p) = done.iter().find(|p| p.client_oid.as_deref() == Some(cl)) {
+                return parse::plan_order(p).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     async fn test_connectivity(&self) -> ExchangeResult<AccountCheck> {
@@ -793,8 +809,12 @@ impl Exchange for Bitget {
                 "position mode is {other}; tradefleet trades one-way mode (set one_way_mode)"
             )),
         }
-        if let Some(m) = account.margin_mode.as_deref() {
-            check.notes.push(format!("margin mode {m}"));
+        match account.margin_mode.as_deref() {
+            Some("crossed") | None => {}
+            Some(other) => check.notes.push(format!(
+                "BTCUSDT margin mode is {other}; tradefleet places crossed-margin orders (set \
+                 crossed)"
+            )),
         }
         if let Some(a) = account.asset_mode.as_deref() {
             check.notes.push(format!("asset mode {a}"));

@@ -419,8 +419,10 @@ pub(super) fn plan_order(w: &wire::PlanOrder) -> ExchangeResult<Order> {
     };
     let status = match w.plan_status {
         wire::PlanStatus::NotTrigger | wire::PlanStatus::Live => OrderStatus::Open,
-        wire::PlanStatus::Triggered | wire::PlanStatus::Executed => OrderStatus::Triggered,
-        wire::PlanStatus::FailTrigger => OrderStatus::Rejected,
+        wire::PlanStatus::Triggered | wire::PlanStatus::Executing | wire::PlanStatus::Executed => {
+            OrderStatus::Triggered
+        }
+        wire::PlanStatus::FailTrigger | wire::PlanStatus::FailExecute => OrderStatus::Rejected,
         wire::PlanStatus::Cancelled | wire::PlanStatus::Canceled => OrderStatus::Canceled,
     };
     // TP/SL plans always close; other plans say so through reduceOnly or tradeSide.

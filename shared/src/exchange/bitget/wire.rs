@@ -435,8 +435,10 @@ pub(super) enum PlanStatus {
     NotTrigger,
     Live,
     Triggered,
+    Executing,
     Executed,
     FailTrigger,
+    FailExecute,
     Cancelled,
     Canceled,
 }
