@@ -2073,3 +2073,25 @@ async fn timed_out_order_is_reconciled_by_client_oid_without_a_second_post() {
     assert_eq!(requests(&server, "POST", P_PLACE).await.len(), 1);
     assert_eq!(requests(&server, "GET", P_DETAIL).await.len(), 2);
 }
+
+#[tokio::test]
+async fn connectivity_of_a_unified_account_explains_why_it_cannot_work() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(P_TIME))
+        .respond_with(ok("server_time.json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P_ACCOUNT))
+        .respond_with(venue_error(
+            400,
+            "40085",
+            "You are in Unified Account mode, and the Classic Account API is not supported",
+        ))
+        .mount(&server)
+        .await;
+    let err = bitget(&server).test_connectivity().await.unwrap_err();
+    assert_eq!(err.kind(), "permission");
+    assert!(err.to_string().contains("Unified Trading Account"), "{err}");
+}
