@@ -482,6 +482,57 @@ async fn klines_since_ask_for_a_window_in_seconds() {
     assert_eq!(q["period"], "60min");
 }
 
+/// Rows of 1-minute candles for the `[from, to]` window a request asks for.
+fn window_rows(r: &Request) -> ResponseTemplate {
+    let q = query(r);
+    let from: i64 = q["from"].parse().unwrap();
+    let to: i64 = q["to"].parse().unwrap();
+    let rows: Vec<Value> = (from..=to)
+        .step_by(60)
+        .map(|id| json!({"id": id, "open": 1, "high": 2, "low": 0.5, "close": 1.5, "amount": 0.1, "vol": 100}))
+        .collect();
+    body(200, json!({"status":"ok","ts":1,"data":rows}))
+}
+
+#[tokio::test]
+async fn klines_since_walk_windows_of_two_thousand_bars() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(KLINE))
+        .respond_with(window_rows)
+        .mount(&server)
+        .await;
+    let now = Utc::now().timestamp();
+    let since_s = now - now % 60 - 3_000 * 60;
+    let since = Utc.timestamp_opt(since_s, 0).unwrap();
+    let c = htx(&server)
+        .klines(&btc(), Timeframe::M1, Some(since), 2_500)
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 2_500);
+    assert_eq!(c[0].open_time, since);
+    assert!(
+        c.windows(2)
+            .all(|w| (w[1].open_time - w[0].open_time).num_seconds() == 60)
+    );
+    assert!(c.iter().all(|c| c.closed));
+    let calls = requests(&server, "GET", KLINE).await;
+    let windows: Vec<(String, String)> = calls
+        .iter()
+        .map(|r| (query(r)["from"].clone(), query(r)["to"].clone()))
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            (since_s.to_string(), (since_s + 1_999 * 60).to_string()),
+            (
+                (since_s + 2_000 * 60).to_string(),
+                (since_s + 2_499 * 60).to_string()
+            ),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn unsupported_timeframe_sends_nothing() {
     let server = MockServer::start().await;
@@ -1275,6 +1326,37 @@ async fn duplicate_client_order_id_v1_code_and_v5_text() {
     ))
     .await;
     assert_eq!(err.kind(), "duplicate_client_order_id", "{err}");
+}
+
+#[tokio::test]
+async fn disabled_contract_api_is_a_permission_error() {
+    let (err, server) = place_with_answer(v5_error(
+        1084,
+        "Your contract API is disabled, please try again after {0} (GMT+8).",
+    ))
+    .await;
+    assert!(matches!(err, ExchangeError::Permission { .. }), "{err:?}");
+    assert_eq!(requests(&server, "POST", ORDER).await.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_order_text_under_a_new_code_is_not_found() {
+    let server = MockServer::start().await;
+    mount_contract_info(&server).await;
+    for p in [ORDER, ALGO_ORDER] {
+        Mock::given(method("GET"))
+            .and(path(p))
+            .respond_with(v5_error(4100, "The order does not exist."))
+            .mount(&server)
+            .await;
+    }
+    assert_eq!(
+        htx(&server)
+            .order_by_client_id(&btc(), &cid("fresh"))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

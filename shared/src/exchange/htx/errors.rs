@@ -27,6 +27,15 @@ fn says_duplicate_client_id(msg: &str) -> bool {
         && (m.contains("repeat") || m.contains("duplicat"))
 }
 
+/// An unknown-order answer whose code we do not know (V5), recognised by its text, e.g.
+/// "This order doesn't exist." Without this a V5 look-up of a fresh client id would block
+/// every placement with a permanent error.
+fn says_order_missing(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("order")
+        && (m.contains("not exist") || m.contains("n't exist") || m.contains("not found"))
+}
+
 /// The one mapping of an HTX code to an error. Success codes (200 / `ok`) must not get here.
 pub(super) fn map_code(code: &str, msg: &str, ctx: ErrorContext<'_>) -> ExchangeError {
     let venue = VENUE;
@@ -75,6 +84,7 @@ pub(super) fn map_code(code: &str, msg: &str, ctx: ErrorContext<'_>) -> Exchange
         _ if says_duplicate_client_id(msg) => {
             ExchangeError::DuplicateClientOrderId { venue, message }
         }
+        _ if says_order_missing(msg) => ExchangeError::OrderNotFound { venue, message },
         other => ExchangeError::Venue {
             venue,
             code: other.to_string(),
@@ -139,6 +149,8 @@ mod tests {
 
     #[test]
     fn unknown_code_with_duplicate_text_is_a_duplicate() {
+        let e = map_code("4002", "The order does not exist", ctx(RequestKind::Read));
+        assert_eq!(e.kind(), "order_not_found");
         let e = map_code(
             "4001",
             "Customer's order number is repeated. Please try again later.",
