@@ -42,6 +42,7 @@ const CANCEL_ALL: &str = "/v5/trade/cancel_all_orders";
 const CANCEL_ALGOS: &str = "/v5/algo/cancel_orders";
 const OPENS: &str = "/v5/trade/order/opens";
 const ALGO_OPENS: &str = "/v5/algo/order/opens";
+const RISK_LIMIT: &str = "/v5/market/risk/limit";
 
 /// The adapter's documented client-id mapping of the ids used below (SHA-256, first 8 bytes,
 /// top bit cleared), computed independently.
@@ -123,6 +124,12 @@ async fn mount_contract_info(server: &MockServer) {
         .and(path(CONTRACT_INFO))
         .and(query_param("contract_code", "BTC-USDT"))
         .respond_with(ok("contract_info.json"))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(RISK_LIMIT))
+        .and(query_param("contract_code", "BTC-USDT"))
+        .respond_with(ok("risk_limit_v5.json"))
         .mount(server)
         .await;
 }
@@ -534,6 +541,31 @@ async fn klines_since_walk_windows_of_two_thousand_bars() {
 }
 
 #[tokio::test]
+async fn more_latest_klines_than_one_request_use_the_window_ending_now() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(KLINE))
+        .respond_with(window_rows)
+        .mount(&server)
+        .await;
+    let c = htx(&server)
+        .klines(&btc(), Timeframe::M1, None, 2_100)
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 2_100);
+    let now = Utc::now().timestamp();
+    let last = c[2_099].open_time.timestamp();
+    assert!(
+        now - last < 120,
+        "ends at the current minute: {last} vs {now}"
+    );
+    assert!(!c[2_099].closed, "the current minute is still forming");
+    let calls = requests(&server, "GET", KLINE).await;
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|r| !query(r).contains_key("size")));
+}
+
+#[tokio::test]
 async fn unsupported_timeframe_sends_nothing() {
     let server = MockServer::start().await;
     let err = htx(&server)
@@ -573,9 +605,32 @@ async fn instrument_is_in_base_coin_units() {
     assert_eq!(i.step_size, dec!(0.001), "one contract");
     assert_eq!(i.min_quantity, dec!(0.001));
     assert_eq!(i.min_notional, dec!(0));
+    assert_eq!(i.max_leverage, dec!(200), "highest risk tier");
     let r = only_request(&server, "GET", CONTRACT_INFO).await;
     assert_public(&r);
     assert_eq!(r.url.query(), Some("contract_code=BTC-USDT"));
+    let r = only_request(&server, "GET", RISK_LIMIT).await;
+    assert_public(&r);
+    assert_eq!(
+        r.url.query(),
+        Some("contract_code=BTC-USDT&margin_mode=cross")
+    );
+
+    // Without risk limits (endpoint missing or refusing) the ceiling is 1x, never more.
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path(CONTRACT_INFO))
+        .respond_with(ok("contract_info.json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(RISK_LIMIT))
+        .respond_with(ResponseTemplate::new(404).set_body_string("not found"))
+        .mount(&server)
+        .await;
+    let i = htx(&server).instrument(&btc()).await.unwrap();
+    assert_eq!(i.max_leverage, dec!(1));
+    assert_eq!(i.step_size, dec!(0.001));
 }
 
 // ------------------------------------------------------------------------------------ account
@@ -1482,6 +1537,7 @@ async fn mount_background(server: &MockServer) {
     let mocks = [
         ("GET", TIMESTAMP, ok("server_timestamp.json")),
         ("GET", CONTRACT_INFO, ok("contract_info.json")),
+        ("GET", RISK_LIMIT, ok("risk_limit_v5.json")),
         ("GET", OPENS, ok("open_orders_v5.json")),
         ("GET", ALGO_OPENS, ok("algo_open_orders_v5.json")),
         ("GET", ORDER, not_found()),
@@ -1503,11 +1559,12 @@ async fn mount_background(server: &MockServer) {
 #[tokio::test]
 async fn malformed_answers_from_every_endpoint_are_errors() {
     let server = MockServer::start().await;
-    let endpoints: [(&str, &str, &str); 16] = [
+    let endpoints: [(&str, &str, &str); 17] = [
         ("GET", TIMESTAMP, "server_timestamp.json"),
         ("GET", KLINE, "klines.json"),
         ("GET", MERGED, "ticker_detail_merged.json"),
         ("GET", CONTRACT_INFO, "contract_info.json"),
+        ("GET", RISK_LIMIT, "risk_limit_v5.json"),
         ("GET", BALANCE, "balance.json"),
         ("GET", POSITIONS, "positions.json"),
         ("POST", LEVER, "set_leverage_v5.json"),
@@ -1543,7 +1600,7 @@ async fn malformed_answers_from_every_endpoint_are_errors() {
                 (_, TIMESTAMP) => ex.server_time().await.map(|_| ()),
                 (_, KLINE) => ex.klines(&btc(), Timeframe::M1, None, 3).await.map(|_| ()),
                 (_, MERGED) => ex.ticker(&btc()).await.map(|_| ()),
-                (_, CONTRACT_INFO) => ex.instrument(&btc()).await.map(|_| ()),
+                (_, CONTRACT_INFO | RISK_LIMIT) => ex.instrument(&btc()).await.map(|_| ()),
                 (_, BALANCE) => ex.balance("USDT").await.map(|_| ()),
                 (_, POSITIONS) => ex.positions(None).await.map(|_| ()),
                 (_, LEVER) => ex.set_leverage(&btc(), 10).await,

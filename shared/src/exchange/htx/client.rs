@@ -434,6 +434,25 @@ impl HtxClient {
         list(env.data, req.context())
     }
 
+    /// GET /v5/market/risk/limit?contract_code=&margin_mode= (public V5 market data).
+    pub(super) async fn get_market_risk_limit(
+        &self,
+        contract_code: &str,
+        margin_mode: &str,
+    ) -> ExchangeResult<Vec<wire::RiskTier>> {
+        let req = Req::get(
+            "/v5/market/risk/limit",
+            vec![
+                ("contract_code", contract_code.to_string()),
+                ("margin_mode", margin_mode.to_string()),
+            ],
+            false,
+        )
+        .contract(contract_code);
+        let env = self.call(&req).await?;
+        list(env.data, req.context())
+    }
+
     // ------------------------------------------------------------ account (V5)
 
     /// GET /v5/account/balance

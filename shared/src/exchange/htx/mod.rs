@@ -51,7 +51,8 @@ pub const DESCRIPTOR: VenueDescriptor = VenueDescriptor {
             contracts (contract_size base coin each): other quantities are rejected, never \
             resized. Stops and take-profits are reduce-only V5 tp/sl algo orders. Client order \
             ids are mapped to positive int64 and resolvable for 8 hours only. No testnet. \
-            No 3m/2h/6h/8h/12h candles. Leverage ceiling not published (sized at 1x max).",
+            No 3m/2h/6h/8h/12h candles. Leverage ceiling from the V5 risk-limit tiers (1x when \
+            unavailable).",
     build,
 };
 
@@ -108,7 +109,17 @@ impl Htx {
                 symbol: symbol.to_string(),
                 message: format!("HTX lists no USDT-margined swap {code}"),
             })?;
-        let spec = Arc::new(parse::instrument(symbol, row)?);
+        // The leverage ceiling: an endpoint that is missing or refuses leaves sizing at 1x
+        // (never higher); an answer we cannot read is an error like everywhere else.
+        let max_leverage = match self.client.get_market_risk_limit(code, MARGIN_MODE).await {
+            Ok(tiers) => tiers.iter().filter_map(|t| t.max_lever).max(),
+            Err(e @ ExchangeError::Malformed { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(venue = VENUE, contract_code = %code, error = %e, "risk limits unavailable; max leverage 1");
+                None
+            }
+        };
+        let spec = Arc::new(parse::instrument(symbol, row, max_leverage)?);
         self.specs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -218,6 +229,15 @@ impl Exchange for Htx {
         }
         let step = timeframe.seconds();
         let now = self.client.now();
+        // More latest candles than one request returns: ask for the window that ends now.
+        let since = match since {
+            None if limit > KLINE_PAGE => {
+                let now_s = now.timestamp();
+                let start = now_s - now_s.rem_euclid(step) - step * (i64::from(limit) - 1);
+                DateTime::<Utc>::from_timestamp(start, 0)
+            }
+            given => given,
+        };
         let candles = match since {
             None => {
                 let rows = self

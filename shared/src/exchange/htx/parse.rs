@@ -146,9 +146,14 @@ pub(super) fn ticker(symbol: &Symbol, w: &wire::MergedTick) -> ExchangeResult<Ti
 
 /// Instrument in base-coin units: one contract is the step and the minimum.
 ///
-/// `swap_contract_info` publishes no leverage ceiling, so `max_leverage` is 1 (sizing stays
-/// conservative); the venue itself rejects a leverage it does not allow at `set_leverage`.
-pub(super) fn instrument(symbol: &Symbol, w: &wire::ContractInfo) -> ExchangeResult<Spec> {
+/// `swap_contract_info` publishes no leverage ceiling: it comes from the risk-limit tiers
+/// (`max_leverage`, the highest tier's `max_lever`); without it the ceiling is 1 (sizing stays
+/// conservative) and the venue itself rejects a leverage it does not allow at `set_leverage`.
+pub(super) fn instrument(
+    symbol: &Symbol,
+    w: &wire::ContractInfo,
+    max_leverage: Option<Decimal>,
+) -> ExchangeResult<Spec> {
     let endpoint = "/linear-swap-api/v1/swap_contract_info";
     for (name, v) in [
         ("contract_size", w.contract_size),
@@ -179,7 +184,10 @@ pub(super) fn instrument(symbol: &Symbol, w: &wire::ContractInfo) -> ExchangeRes
             min_quantity: contract_size,
             min_notional: Decimal::ZERO,
             contract_size,
-            max_leverage: Decimal::ONE,
+            max_leverage: max_leverage
+                .map(|l| l.floor())
+                .filter(|l| *l >= Decimal::ONE)
+                .unwrap_or(Decimal::ONE),
         },
         contract_size,
     })
@@ -438,7 +446,10 @@ mod tests {
             price_tick: dec!(0.1),
             contract_status: Some(1),
         };
-        let s = instrument(&btc(), &w).unwrap();
+        let s = instrument(&btc(), &w, Some(dec!(200))).unwrap();
+        assert_eq!(s.instrument.max_leverage, dec!(200));
+        let s = instrument(&btc(), &w, None).unwrap();
+        assert_eq!(s.instrument.max_leverage, dec!(1));
         assert_eq!(s.instrument.step_size, dec!(0.001));
         assert_eq!(contracts(&s, dec!(0.1)).unwrap(), dec!(100));
         assert!(matches!(
@@ -450,6 +461,6 @@ mod tests {
             contract_status: Some(3),
             ..w
         };
-        assert!(instrument(&btc(), &suspended).is_err());
+        assert!(instrument(&btc(), &suspended, None).is_err());
     }
 }

@@ -80,9 +80,12 @@ fn pipelines() -> Vec<(&'static str, &'static str, Pipeline)> {
         ("contract_info", fixture!("contract_info.json"), |b| {
             let rows: Vec<wire::ContractInfo> = list(read(b)?.data, ctx(RequestKind::Read))?;
             for r in &rows {
-                parse::instrument(&btc(), r)?;
+                parse::instrument(&btc(), r, None)?;
             }
             Ok(())
+        }),
+        ("risk_limit", fixture!("risk_limit_v5.json"), |b| {
+            list::<wire::RiskTier>(read(b)?.data, ctx(RequestKind::Read)).map(|_| ())
         }),
         ("balance", fixture!("balance.json"), |b| {
             let d: wire::Balance = payload(read(b)?.data, ctx(RequestKind::Read))?;
@@ -214,7 +217,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn truncated_bodies_are_errors(which in 0usize..16, cut in 0.0f64..1.0) {
+    fn truncated_bodies_are_errors(which in 0usize..17, cut in 0.0f64..1.0) {
         let all = pipelines();
         let (name, body, run) = all[which % all.len()];
         let body = body.trim_end();
@@ -224,7 +227,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_bodies_never_panic(which in 0usize..16, pos in 0.0f64..1.0, byte in prop::sample::select(vec![b'"', b'{', b'}', b'[', b']', b',', b':', b'-', b'x', b'9', b'.', b' ', b'e', b'0'])) {
+    fn mutated_bodies_never_panic(which in 0usize..17, pos in 0.0f64..1.0, byte in prop::sample::select(vec![b'"', b'{', b'}', b'[', b']', b',', b':', b'-', b'x', b'9', b'.', b' ', b'e', b'0'])) {
         let all = pipelines();
         let (_, body, run) = all[which % all.len()];
         let mut bytes = body.as_bytes().to_vec();

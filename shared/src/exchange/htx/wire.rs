@@ -141,6 +141,13 @@ pub(super) struct ContractInfo {
     pub contract_status: Option<i64>,
 }
 
+/// One tier of `GET /v5/market/risk/limit` (public); only the leverage ceiling is used.
+#[derive(Debug, Deserialize)]
+pub(super) struct RiskTier {
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub max_lever: Option<Decimal>,
+}
+
 fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     opt_millis(d)
 }
