@@ -93,15 +93,6 @@ pub fn build_exchange(name: &str, params: &VenueParams) -> ExchangeResult<Arc<dy
     (venue.build)(params)
 }
 
-/// The constructor of a venue whose adapter is not built yet: a clear error, never a panic.
-pub(crate) fn not_yet_available(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
-    let _ = params;
-    Err(ExchangeError::Unsupported {
-        venue: "registry",
-        message: "this venue's adapter is not available in this build yet".into(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
