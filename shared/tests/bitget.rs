@@ -15,6 +15,7 @@ use rust_decimal_macros::dec;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tradefleet::clock::ManualClock;
 use tradefleet::domain::{
     ClientOrderId, OrderRequest, OrderStatus, OrderType, PositionSide, Side, Symbol, Timeframe,
 };
@@ -460,6 +461,44 @@ async fn the_candle_still_forming_is_not_closed() {
         query(&only_request(&server, "GET", P_CANDLES).await)["granularity"],
         "1m"
     );
+}
+
+/// The forming candle is told by the clock the adapter was built with (`VenueParams::clock`),
+/// corrected by the measured offset: a server-time read at the same instant changes no flag.
+#[tokio::test]
+async fn the_injected_clock_decides_which_candle_is_forming() {
+    let server = MockServer::start().await;
+    // 150 s into the newest 5m candle of klines.json.
+    let now = 1_695_836_100_000i64 + 150_000;
+    Mock::given(method("GET"))
+        .and(path(P_CANDLES))
+        .respond_with(ok("klines.json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P_TIME))
+        .respond_with(success(json!({"serverTime": now.to_string()})))
+        .mount(&server)
+        .await;
+    let clock = ManualClock::new(Utc.timestamp_millis_opt(now).unwrap());
+    let ex = build_exchange(
+        "bitget",
+        &VenueParams {
+            clock: Arc::new(clock),
+            ..params(&server)
+        },
+    )
+    .unwrap();
+    let flags = |c: Vec<tradefleet::domain::Candle>| c.iter().map(|c| c.closed).collect::<Vec<_>>();
+    let before = ex.klines(&btc(), Timeframe::M5, None, 2).await.unwrap();
+    assert_eq!(
+        flags(before),
+        [true, false],
+        "the newest candle holds `now`"
+    );
+    assert_eq!(ex.server_time().await.unwrap().timestamp_millis(), now);
+    let after = ex.klines(&btc(), Timeframe::M5, None, 2).await.unwrap();
+    assert_eq!(flags(after), [true, false], "a zero offset moves nothing");
 }
 
 #[tokio::test]

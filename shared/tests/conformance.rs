@@ -19,9 +19,8 @@
 //! 9. (extra) reading the server time does not change which candles are closed.
 //!
 //! Adding a venue: one harness file in `conformance/venues/` implementing `MockVenue` and one line
-//! in `conformance!` below (see docs/adding-an-exchange.md). Venues whose adapter is not built yet
-//! are listed in `pending!`: their scenarios are ignored with a reason, and a guard test fails as
-//! soon as the registry builds them, so they cannot be left out silently.
+//! in `conformance!` below (see docs/adding-an-exchange.md). `every_registered_venue_is_covered`
+//! fails when the registry holds a venue that is not in that list.
 #![allow(clippy::unwrap_used)]
 
 #[path = "conformance/support.rs"]
@@ -30,7 +29,9 @@ mod support;
 #[path = "conformance/venues"]
 mod venues {
     pub mod binance;
+    pub mod bitget;
     pub mod bybit;
+    pub mod htx;
     pub mod kraken;
     pub mod okx;
     pub mod paper;
@@ -54,16 +55,21 @@ use tradefleet::exchange::idempotent::{Placement, ReconcilePolicy, place_once};
 use tradefleet::exchange::precision::{
     Round, base_to_contracts, round_price, round_quantity, round_to_increment,
 };
-use tradefleet::exchange::{Exchange, ExchangeError, VenueParams, build_exchange, find_venue};
+use tradefleet::exchange::{
+    Exchange, VenueParams, build_exchange, find_venue, venues as registered_venues,
+};
 use wiremock::MockServer;
 
 use support::{Book, Endpoint, MockVenue};
 
 // ------------------------------------------------------------------------------ the harness list
 
-/// One module of eight tests per venue. A seventh venue is one more line here.
+/// One module of nine tests per venue. Another venue is one more line in the list below.
 macro_rules! conformance {
-    ($($venue:ident => $build:expr),* $(,)?) => {$(
+    ($($venue:ident => $build:expr),* $(,)?) => {
+        /// Every venue of the list, by registry name.
+        const COVERED: &[&str] = &[$(stringify!($venue)),*];
+        $(
         mod $venue {
             use super::*;
             const VENUE: &str = stringify!($venue);
@@ -104,7 +110,8 @@ macro_rules! conformance {
                 run(VENUE, Scenario::KlinesAcrossTimeSync, $build).await;
             }
         }
-    )*};
+        )*
+    };
 }
 
 conformance! {
@@ -112,52 +119,33 @@ conformance! {
     bybit => mock::<venues::bybit::Bybit>,
     okx => mock::<venues::okx::Okx>,
     kraken => mock::<venues::kraken::Kraken>,
+    bitget => mock::<venues::bitget::Bitget>,
+    htx => mock::<venues::htx::Htx>,
     paper => venues::paper::subject,
 }
 
-/// Venues in the registry whose adapters are still being written. When one lands: write its
-/// harness (`conformance/venues/<venue>.rs`), move it from here to `conformance!`, and add its
-/// fixtures. Until then every scenario is reported as ignored (with this reason), and
-/// `adapter_is_still_pending` fails the moment `build_exchange` stops answering `Unsupported`.
-macro_rules! pending {
-    ($($venue:ident),* $(,)?) => {$(
-        mod $venue {
-            const VENUE: &str = stringify!($venue);
-            const NOT_YET: &str = "has no conformance harness yet";
-            #[test]
-            fn adapter_is_still_pending() {
-                super::pending_guard(VENUE);
-            }
-            #[test]
-            #[ignore = "adapter not built yet: add its harness to the conformance list"]
-            fn all_scenarios() {
-                panic!("{VENUE} {NOT_YET}: see docs/adding-an-exchange.md");
-            }
-        }
-    )*};
-}
-
-pending! { bitget, htx }
-
-/// Passes while `venue` is registered but not built; fails once it is, naming the work left.
-fn pending_guard(venue: &str) {
-    find_venue(venue).unwrap_or_else(|e| panic!("{venue} is not in the registry: {e}"));
-    match build_exchange(venue, &VenueParams::default()) {
-        Err(ExchangeError::Unsupported { .. }) => {}
-        Ok(_) => panic!(
-            "{venue}: the adapter is built now: add tests/conformance/venues/{venue}.rs and move \
-             {venue} from `pending!` to `conformance!` in tests/conformance.rs"
-        ),
-        Err(e) => panic!("{venue}: expected Unsupported while the adapter is pending, got {e}"),
+/// Every venue the registry builds has a harness in the list above, so none is left out silently.
+#[test]
+fn every_registered_venue_is_covered() {
+    for d in registered_venues() {
+        assert!(
+            COVERED.contains(&d.name),
+            "{}: registered but not in `conformance!`: add tests/conformance/venues/{}.rs (see \
+             docs/adding-an-exchange.md)",
+            d.name,
+            d.name
+        );
+    }
+    for v in COVERED {
+        find_venue(v).unwrap_or_else(|e| panic!("{v} is not in the registry: {e}"));
     }
 }
 
 // ------------------------------------------------------------------------------ expected failures
 
-/// (venue, scenario, reason): cases known to fail, documented instead of hidden. Such a test
-/// passes only while the scenario still fails, and fails once it passes so the entry is removed.
-/// (venue, scenario, why) for known failures; empty while every venue conforms. A listed case
-/// that starts passing fails the suite, so the list never goes stale.
+/// (venue, scenario, reason): cases known to fail, documented instead of hidden; empty while every
+/// venue conforms. Such a test passes only while the scenario still fails, and fails once it
+/// passes so the entry is removed: the list never goes stale.
 const EXPECTED_FAILURES: &[(&str, Scenario, &str)] = &[];
 
 // ------------------------------------------------------------------------------ subjects
@@ -193,6 +181,8 @@ pub struct Mocked {
     pub place: &'static [Endpoint],
     pub leverage: Endpoint,
     pub cancel_all: &'static [(Endpoint, usize)],
+    /// `MockVenue::venue_client_id` of the venue: how our client ids reach its book.
+    pub client_id: fn(&str) -> String,
 }
 
 impl Mocked {
@@ -246,6 +236,7 @@ fn mock<H: MockVenue>(opts: Opts) -> SubjectFuture {
                 place: h.place_endpoints(),
                 leverage: h.leverage_endpoint(),
                 cancel_all: h.cancel_all_calls(),
+                client_id: H::venue_client_id,
             }),
         }
     })
@@ -590,7 +581,12 @@ async fn bracket(build: Build) {
                 .collect();
             let want: Vec<(String, bool)> = requests
                 .iter()
-                .map(|r| (r.client_order_id.to_string(), r.order_type.is_conditional()))
+                .map(|r| {
+                    (
+                        (m.client_id)(r.client_order_id.as_str()),
+                        r.order_type.is_conditional(),
+                    )
+                })
                 .collect();
             assert_eq!(got, want, "{v}: what the venue received");
         }

@@ -16,6 +16,7 @@ use rust_decimal_macros::dec;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tradefleet::clock::ManualClock;
 use tradefleet::domain::{
     ClientOrderId, OrderRequest, OrderStatus, OrderType, PositionSide, Side, Symbol, Timeframe,
 };
@@ -462,6 +463,48 @@ async fn klines_come_out_oldest_first_and_the_forming_one_open() {
         [true, true, false]
     );
     assert_eq!(c[2].open_time.timestamp(), hour);
+}
+
+/// The forming candle is told by the clock the adapter was built with (`VenueParams::clock`),
+/// corrected by the measured offset: a server-time read at the same instant changes no flag.
+#[tokio::test]
+async fn the_injected_clock_decides_which_candle_is_forming() {
+    let server = MockServer::start().await;
+    // 5 minutes into the newest 60min candle of klines_btc_60min.json.
+    let now = 1_763_701_500_000i64;
+    Mock::given(method("GET"))
+        .and(path(KLINE))
+        .respond_with(ok("klines_btc_60min.json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TIMESTAMP))
+        .respond_with(body(200, json!({"status": "ok", "ts": now})))
+        .mount(&server)
+        .await;
+    let clock = ManualClock::new(Utc.timestamp_millis_opt(now).unwrap());
+    let ex = build_exchange(
+        "htx",
+        &VenueParams {
+            clock: Arc::new(clock),
+            ..params(&server)
+        },
+    )
+    .unwrap();
+    let flags = |c: Vec<tradefleet::domain::Candle>| c.iter().map(|c| c.closed).collect::<Vec<_>>();
+    let before = ex.klines(&btc(), Timeframe::H1, None, 3).await.unwrap();
+    assert_eq!(
+        flags(before),
+        [true, true, false],
+        "the newest candle holds `now`"
+    );
+    assert_eq!(ex.server_time().await.unwrap().timestamp_millis(), now);
+    let after = ex.klines(&btc(), Timeframe::H1, None, 3).await.unwrap();
+    assert_eq!(
+        flags(after),
+        [true, true, false],
+        "a zero offset moves nothing"
+    );
 }
 
 #[tokio::test]

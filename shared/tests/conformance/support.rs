@@ -79,6 +79,14 @@ pub trait MockVenue: Send + Sync + 'static {
     /// Endpoints `cancel_all` must call when the symbol has a filled entry and two resting
     /// conditional orders, with how many calls each.
     fn cancel_all_calls(&self) -> &'static [(Endpoint, usize)];
+    /// Our client order id as the venue carries it (and as the mock records it in the [`Book`]):
+    /// unchanged unless the venue needs another form (HTX: a positive int64).
+    fn venue_client_id(ours: &str) -> String
+    where
+        Self: Sized,
+    {
+        ours.to_string()
+    }
     /// Every mock of the venue, answering from `book`; answers of the place endpoints are held
     /// back for `place_delay` (the order is recorded first).
     fn mocks(&self, book: &Arc<Book>, place_delay: Duration) -> Vec<Mock>;

@@ -1,6 +1,7 @@
 //! Raw Bitget V2 mix HTTP client: one method per endpoint, signing, the demo header, the envelope,
 //! retries (reads only, writes never blindly) and clock resync on timestamp rejections.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::clock::Clock;
 use crate::exchange::http::{
     ClockOffset, HttpSettings, RateLimit, RawResponse, RequestKind, VenueHttp, truncate,
 };
@@ -55,6 +57,8 @@ pub(super) struct BitgetClient {
     http: VenueHttp,
     keys: Option<Keys>,
     demo: bool,
+    /// Our time (`VenueParams::clock`), corrected by `clock` (the venue's measured offset).
+    wall: Arc<dyn Clock>,
     clock: ClockOffset,
 }
 
@@ -218,12 +222,14 @@ fn unreadable(ctx: ErrorContext<'_>, message: String) -> ExchangeError {
 }
 
 impl BitgetClient {
-    /// `base_url` is the production host unless overridden; `demo` adds `paptrading: 1`.
+    /// `base_url` is the production host unless overridden; `demo` adds `paptrading: 1`; `wall`
+    /// is our time source.
     pub(super) fn new(
         base_url: &str,
         credentials: Option<&Credentials>,
         demo: bool,
         settings: HttpSettings,
+        wall: Arc<dyn Clock>,
     ) -> ExchangeResult<Self> {
         let keys = match credentials {
             None => None,
@@ -265,6 +271,7 @@ impl BitgetClient {
             http: VenueHttp::new(VENUE, base_url, RATE_LIMIT, settings)?,
             keys,
             demo,
+            wall,
             clock: ClockOffset::default(),
         })
     }
@@ -275,7 +282,7 @@ impl BitgetClient {
 
     /// Our clock corrected by the venue's offset (for telling forming candles).
     pub(super) fn now_ms(&self) -> i64 {
-        self.clock.now_ms()
+        self.wall.now().timestamp_millis() + self.clock.offset_ms()
     }
 
     fn keys(&self, path: &str) -> ExchangeResult<&Keys> {
@@ -311,7 +318,7 @@ impl BitgetClient {
         }
         if req.signed {
             let keys = self.keys(req.path)?;
-            let timestamp = self.clock.now_ms().to_string();
+            let timestamp = self.now_ms().to_string();
             let signature = sign(
                 keys.secret.expose_secret(),
                 &prehash(
@@ -345,9 +352,9 @@ impl BitgetClient {
     /// Measure the venue clock again after a timestamp rejection (one attempt, never recursive).
     async fn resync(&self) {
         let req = Req::get("/api/v2/public/time", &[], false, W_20);
-        let sent = Utc::now();
+        let sent = self.wall.now();
         let result = match self.attempt::<wire::ServerTime>(&req).await {
-            Ok(t) => self.record_time(&t, sent, Utc::now()).map(|_| ()),
+            Ok(t) => self.record_time(&t, sent, self.wall.now()).map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -377,9 +384,9 @@ impl BitgetClient {
     /// GET /api/v2/public/time (also updates the clock offset).
     pub(super) async fn get_public_time(&self) -> ExchangeResult<DateTime<Utc>> {
         let req = Req::get("/api/v2/public/time", &[], false, W_20);
-        let sent = Utc::now();
+        let sent = self.wall.now();
         let t = self.call::<wire::ServerTime>(&req).await?;
-        self.record_time(&t, sent, Utc::now())
+        self.record_time(&t, sent, self.wall.now())
     }
 
     /// GET /api/v2/mix/market/candles (recent) or /history-candles (older), rows oldest first.

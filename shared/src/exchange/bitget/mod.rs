@@ -87,6 +87,7 @@ fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
         params.credentials.as_ref(),
         params.testnet,
         params.http.clone(),
+        Arc::clone(&params.clock),
     )?;
     Ok(Arc::new(Bitget {
         client,

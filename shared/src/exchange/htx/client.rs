@@ -2,6 +2,7 @@
 //! envelope generations (V5 `code`, v1/market `status`, gateway `err-code`), per-item results,
 //! retries (reads only, writes never blindly), rate-limit headers and clock resync.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::clock::Clock;
 use crate::exchange::http::{
     ClockOffset, HttpSettings, RateLimit, RawResponse, RequestKind, VenueHttp, truncate,
 };
@@ -51,6 +53,8 @@ struct Keys {
 pub(super) struct HtxClient {
     http: VenueHttp,
     keys: Option<Keys>,
+    /// Our time (`VenueParams::clock`), corrected by `clock` (the venue's measured offset).
+    wall: Arc<dyn Clock>,
     clock: ClockOffset,
 }
 
@@ -218,10 +222,12 @@ pub(super) fn first_item_error(
 }
 
 impl HtxClient {
+    /// `wall` is our time source (`VenueParams::clock`), corrected by the measured offset.
     pub(super) fn new(
         base_url: &str,
         credentials: Option<&Credentials>,
         settings: HttpSettings,
+        wall: Arc<dyn Clock>,
     ) -> ExchangeResult<Self> {
         let keys = match credentials {
             None => None,
@@ -251,6 +257,7 @@ impl HtxClient {
         Ok(Self {
             http: VenueHttp::new(VENUE, base_url, RATE_LIMIT, settings)?,
             keys,
+            wall,
             clock: ClockOffset::default(),
         })
     }
@@ -259,8 +266,11 @@ impl HtxClient {
         self.keys.is_some()
     }
 
+    /// Our time corrected by the venue's measured offset.
     pub(super) fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        let wall = self.wall.now();
+        DateTime::from_timestamp_millis(wall.timestamp_millis() + self.clock.offset_ms())
+            .unwrap_or(wall)
     }
 
     fn keys(&self, path: &str) -> ExchangeResult<&Keys> {
@@ -293,7 +303,7 @@ impl HtxClient {
             });
         }
         let keys = self.keys(req.path)?;
-        let ts = timestamp(self.clock.now_ms());
+        let ts = timestamp(self.now().timestamp_millis());
         params.push(("AccessKeyId", keys.access_key.expose_secret()));
         params.push(("SignatureMethod", SIGNATURE_METHOD));
         params.push(("SignatureVersion", SIGNATURE_VERSION));
@@ -343,9 +353,9 @@ impl HtxClient {
     /// Measure the venue clock again after a timestamp rejection (one attempt, never recursive).
     async fn resync(&self) {
         let req = Req::get("/api/v1/timestamp", Vec::new(), false);
-        let sent = Utc::now();
+        let sent = self.wall.now();
         let result = match self.attempt(&req).await {
-            Ok(env) => self.record_time(&env, sent, Utc::now()),
+            Ok(env) => self.record_time(&env, sent, self.wall.now()),
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -374,9 +384,9 @@ impl HtxClient {
     /// GET /api/v1/timestamp (also updates the clock offset).
     pub(super) async fn get_timestamp(&self) -> ExchangeResult<DateTime<Utc>> {
         let req = Req::get("/api/v1/timestamp", Vec::new(), false);
-        let sent = Utc::now();
+        let sent = self.wall.now();
         let env = self.call(&req).await?;
-        self.record_time(&env, sent, Utc::now())
+        self.record_time(&env, sent, self.wall.now())
     }
 
     /// GET /linear-swap-ex/market/history/kline: the latest `size` rows, or the window

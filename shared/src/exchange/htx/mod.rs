@@ -71,7 +71,12 @@ const CANCEL_ALGO_BATCH: usize = 10;
 
 fn build(params: &VenueParams) -> ExchangeResult<Arc<dyn Exchange>> {
     let base_url = params.base_url.as_deref().unwrap_or(PRODUCTION_URL);
-    let client = HtxClient::new(base_url, params.credentials.as_ref(), params.http.clone())?;
+    let client = HtxClient::new(
+        base_url,
+        params.credentials.as_ref(),
+        params.http.clone(),
+        Arc::clone(&params.clock),
+    )?;
     Ok(Arc::new(Htx {
         client,
         specs: Mutex::new(HashMap::new()),
