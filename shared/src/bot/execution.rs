@@ -133,26 +133,27 @@ async fn place(
     })
 }
 
-/// The entry's fill, asking the venue again when a market order came back before its fill.
+/// The entry as filled, asking the venue again when a market order came back before its fill
+/// (an acknowledgement only, as on Bybit): the looked-up order carries the fill and its fee.
 async fn entry_fill(
     exchange: &dyn Exchange,
     symbol: &Symbol,
     id: &ClientOrderId,
     order: &Order,
     settings: &ExecutionSettings,
-) -> (Decimal, Option<Decimal>) {
+) -> Option<Order> {
     if order.filled_quantity > Decimal::ZERO || order.status.is_terminal() {
-        return (order.filled_quantity, order.average_price);
+        return None;
     }
     for _ in 0..settings.fill_lookups {
         tokio::time::sleep(settings.fill_pause).await;
         if let Ok(Some(o)) = exchange.order_by_client_id(symbol, id).await
             && (o.filled_quantity > Decimal::ZERO || o.status.is_terminal())
         {
-            return (o.filled_quantity, o.average_price);
+            return Some(o);
         }
     }
-    (order.filled_quantity, order.average_price)
+    None
 }
 
 /// Execute `plan`: leverage, entry, stop-loss, take-profit. Safe to call again for the same plan
@@ -175,7 +176,7 @@ pub async fn execute_entry(
     exchange.set_leverage(&plan.symbol, plan.leverage).await?;
 
     gate(write_gate)?;
-    let entry = place(
+    let mut entry = place(
         exchange,
         OrderRequest {
             symbol: plan.symbol.clone(),
@@ -191,7 +192,13 @@ pub async fn execute_entry(
         settings,
     )
     .await?;
-    let (filled, avg) = entry_fill(exchange, &plan.symbol, &entry_id, &entry.order, settings).await;
+    // Report the filled order (its fee becomes the tracked position's entry fee), not the ack.
+    if let Some(filled) =
+        entry_fill(exchange, &plan.symbol, &entry_id, &entry.order, settings).await
+    {
+        entry.order = filled;
+    }
+    let (filled, avg) = (entry.order.filled_quantity, entry.order.average_price);
     report.orders.push(entry);
     report.filled_quantity = filled;
     report.average_price = avg;
