@@ -227,6 +227,45 @@ fn added_credentials_are_masked_and_stored_as_ciphertext_only() {
             .len(),
         1
     );
+    // Without --api-key the key is read from stdin too, before the secret.
+    fleet
+        .cmd(&[
+            "credentials",
+            "add",
+            "--principal",
+            "alice",
+            "--exchange",
+            "bybit",
+            "--testnet",
+            "--label",
+            "second",
+        ])
+        .write_stdin(format!("WXYZ{API_KEY}\n{SECRET}\n"))
+        .assert()
+        .success()
+        .stdout(
+            "stored credentials bybit (testnet)/second of alice (id 3, API key WXYZ…, sealed \
+             with vault key k1)\n",
+        );
+    // Errors in JSON mode are a JSON object on stdout.
+    let out = fleet
+        .cmd(&[
+            "credentials",
+            "remove",
+            "--principal",
+            "alice",
+            "--exchange",
+            "okx",
+            "--json",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["error"]["kind"], "not_found");
+    assert_eq!(v["error"]["message"], "no credentials okx/default of alice");
 }
 
 #[test]

@@ -514,8 +514,17 @@ fn run_statuses(v: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_and_performance_read_what_the_store_wrote() {
-    let fleet = seeded(TestDb::sqlite().await.unwrap()).await;
+async fn runs_and_performance_on_sqlite() {
+    runs_and_performance_read_what_the_store_wrote(TestDb::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_performance_on_postgres() {
+    runs_and_performance_read_what_the_store_wrote(TestDb::postgres().await.unwrap()).await;
+}
+
+async fn runs_and_performance_read_what_the_store_wrote(db: TestDb) {
+    let fleet = seeded(db).await;
     let fleet = tokio::task::spawn_blocking(move || {
         let v = fleet.json(&["runs", "list", "--subscription", "1"]);
         assert_eq!(run_statuses(&v), ["skipped", "succeeded", "failed"]);

@@ -10,12 +10,13 @@ use std::process::ExitCode;
 use clap::Args;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use tradefleet::store::{PositionStatus, equity_snapshot, trade};
 
 use crate::Globals;
 use crate::context::Ctx;
-use crate::output::{CliResult, print_json, print_table};
+use crate::output::{CliError, CliResult, print_json, print_table};
 
 #[derive(Debug, Args)]
 pub(crate) struct PerformanceArgs {
@@ -152,10 +153,11 @@ pub(crate) async fn run(globals: &Globals, args: PerformanceArgs) -> CliResult {
     let ctx = Ctx::open(globals).await?;
     let sub = ctx.store.subscription(args.subscription).await?;
     let trades = ctx.store.list_trades(sub.id).await?;
-    let snapshots = ctx
-        .store
-        .list_equity_snapshots(sub.id, u64::MAX >> 1)
-        .await?;
+    let snapshots = equity_snapshot::Entity::find()
+        .filter(equity_snapshot::Column::SubscriptionId.eq(sub.id))
+        .all(ctx.store.connection())
+        .await
+        .map_err(|e| CliError::failure("database", format!("listing equity snapshots: {e}")))?;
     let p = compute(sub.id, &trades, &snapshots);
     if globals.json {
         print_json(&p)?;
