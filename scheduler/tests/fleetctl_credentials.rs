@@ -284,6 +284,20 @@ fn gen_key_prints_a_usable_key() {
     setup_alice(&fleet);
     add(&fleet, "paper", &format!("{SECRET}\n")).success();
     assert_eq!(fleet.json(&["credentials", "list"])[0]["key_id"], "k9");
+    // The same key from a mounted keys file.
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("vault-keys");
+    std::fs::write(&keys_file, format!("{}\n", fleet.keys.take().unwrap())).unwrap();
+    let out = fleet
+        .cmd(&["credentials", "list", "--json"])
+        .env("TRADEFLEET__VAULT__KEYS_FILE", &keys_file)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v[0]["api_key"], "ABCD…");
     fleetctl()
         .args(["vault", "gen-key", "--id", "bad id"])
         .assert()

@@ -198,6 +198,10 @@ fn prompt_hidden(what: &str) -> Result<String, CliError> {
     eprint!("{what}: ");
     std::io::stderr().flush().ok();
     let hidden = stty("-echo");
+    if !hidden {
+        eprint!("(warning: cannot turn off echo; the {what} will be visible) ");
+        std::io::stderr().flush().ok();
+    }
     let mut line = String::new();
     let read = std::io::stdin().read_line(&mut line);
     if hidden {

@@ -30,7 +30,7 @@ pub(crate) enum CredentialsCmd {
         account: Account,
         /// The API key (public part). When absent it is read first, like the secret.
         #[arg(long)]
-        api_key: Option<String>,
+        api_key: Option<ApiKeyArg>,
     },
     /// List stored credentials with masked API keys.
     List {
@@ -61,6 +61,23 @@ pub(crate) enum CredentialsCmd {
         #[arg(long)]
         start_after: Option<i64>,
     },
+}
+
+/// `--api-key`: kept out of `Debug` like every other credential.
+#[derive(Clone)]
+pub(crate) struct ApiKeyArg(String);
+
+impl std::str::FromStr for ApiKeyArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for ApiKeyArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
 }
 
 /// Which stored account.
@@ -196,13 +213,13 @@ pub(crate) async fn run(globals: &Globals, cmd: CredentialsCmd) -> CliResult {
     }
 }
 
-async fn add(globals: &Globals, a: Account, api_key: Option<String>) -> CliResult {
+async fn add(globals: &Globals, a: Account, api_key: Option<ApiKeyArg>) -> CliResult {
     let venue = venue_for(&a)?;
     let ctx = Ctx::open(globals).await?;
     let ring = ctx.key_ring()?;
     let principal = ctx.principal(&a.principal).await?;
     let mut input = SecretInput::new();
-    let api_key = match api_key {
+    let api_key = match api_key.map(|k| k.0) {
         Some(k) if !k.trim().is_empty() => secrecy::SecretString::from(k.trim().to_string()),
         Some(_) => return Err(CliError::usage("--api-key is empty")),
         None => input.read("API key")?,
