@@ -376,13 +376,37 @@ fn venue_refusals_exit_1_with_the_kind() {
 }
 
 #[test]
-fn vault_credentials_are_not_wired_yet() {
-    paper("check", T0, None, &["--credentials", "alice"])
+fn vault_credentials_need_the_database_the_vault_and_a_stored_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("f.sqlite").display()
+    );
+    let check = |extra: &[&str]| {
+        let mut cmd = paper("check", T0, None, &["--credentials", "alice"]);
+        cmd.env("DATABASE_URL", &url).args(extra);
+        cmd
+    };
+    check(&[])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "error[schema]: database schema is behind:",
+        ));
+    check(&["--migrate"]).assert().code(2).stderr(
+        "error[vault]: no vault key configured: set TRADEFLEET__VAULT__KEYS or \
+         TRADEFLEET__VAULT__KEYS_FILE (generate one with `fleetctl vault gen-key`)\n",
+    );
+    check(&[])
+        .env(
+            "TRADEFLEET__VAULT__KEYS",
+            "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
         .assert()
         .code(2)
         .stderr(
-            "error[usage]: --credentials alice: the credential vault is not wired into fleetctl \
-             yet; use TRADEFLEET_API_KEY / TRADEFLEET_API_SECRET / TRADEFLEET_API_PASSPHRASE\n",
+            "error[not_found]: principal \"alice\" not found (add it with `fleetctl principals \
+             add alice`)\n",
         );
 }
 

@@ -9,6 +9,7 @@ mod accounts;
 mod credentials;
 pub mod entities;
 mod records;
+mod rotation;
 mod runs;
 mod subscriptions;
 mod types;
@@ -30,6 +31,7 @@ pub use entities::{
     subscription, trade,
 };
 pub use records::{NewDeadLetter, NewPosition, NewTrade, OrderRecord};
+pub use rotation::{CredentialRowSource, open_credentials, seal_credentials, vault_principal};
 pub use runs::{InsertRun, NewRun, RunFilter, RunOutcome};
 pub use subscriptions::{NewSubscription, SubscriptionFilter};
 pub use types::{

@@ -20,11 +20,13 @@ use tradefleet::exchange::idempotent::{Placement, ReconcilePolicy, place_once};
 use tradefleet::exchange::{Credentials, Exchange, VenueParams, build_exchange, find_venue};
 
 use crate::Globals;
+use crate::context::Ctx;
 use crate::output::{CliError, CliResult, print_json, print_table};
 
 const AFTER_HELP: &str = "\
 Credentials come from TRADEFLEET_API_KEY, TRADEFLEET_API_SECRET and (OKX, Bitget)
-TRADEFLEET_API_PASSPHRASE; they are never printed. PAPER needs none.
+TRADEFLEET_API_PASSPHRASE, or with --credentials PRINCIPAL from the vault (the database and
+TRADEFLEET__VAULT__KEYS / TRADEFLEET__VAULT__KEYS_FILE); they are never printed. PAPER needs none.
 
 PAPER keeps its account in memory, so by default every fleetctl invocation starts a fresh
 account. Pass --paper-state FILE to keep the account in a JSON file across invocations (an order
@@ -53,9 +55,12 @@ struct Target {
     /// Unified symbol BASE/QUOTE:SETTLE (default: XRP/USDT:USDT on paper, BTC/USDT:USDT elsewhere).
     #[arg(long)]
     symbol: Option<String>,
-    /// Use the stored credentials of this principal (needs the vault).
+    /// Use the stored credentials of this principal (needs the database and the vault keys).
     #[arg(long)]
     credentials: Option<String>,
+    /// Which of the principal's stored accounts on this venue (with --credentials).
+    #[arg(long, default_value = "default")]
+    credentials_label: String,
     /// PAPER: keep the simulated account in this JSON file across invocations (without it every
     /// invocation starts a fresh in-memory account).
     #[arg(long)]
@@ -199,15 +204,31 @@ fn credentials_from_env() -> Result<Option<Credentials>, CliError> {
     }
 }
 
-fn connect(globals: &Globals, t: &Target) -> Result<Session, CliError> {
+/// The principal's credentials for the target venue, opened through the vault.
+async fn vault_credentials(
+    globals: &Globals,
+    venue: &tradefleet::exchange::VenueDescriptor,
+    t: &Target,
+    principal: &str,
+) -> Result<Credentials, CliError> {
+    let ctx = Ctx::open(globals).await?;
+    let ring = ctx.key_ring()?;
+    let credentials = crate::credentials::load(
+        &ctx,
+        &ring,
+        principal,
+        venue,
+        t.testnet,
+        &t.credentials_label,
+    )
+    .await?;
+    ctx.store.close().await.ok();
+    Ok(credentials)
+}
+
+async fn connect(globals: &Globals, t: &Target) -> Result<Session, CliError> {
     let venue = find_venue(&t.exchange)?;
     let is_paper = venue.name == "paper";
-    if let Some(principal) = &t.credentials {
-        return Err(CliError::usage(format!(
-            "--credentials {principal}: the credential vault is not wired into fleetctl yet; \
-             use TRADEFLEET_API_KEY / TRADEFLEET_API_SECRET / TRADEFLEET_API_PASSPHRASE"
-        )));
-    }
     if !is_paper && (t.paper_state.is_some() || t.paper_time.is_some()) {
         return Err(CliError::usage(
             "--paper-state and --paper-time apply to --exchange paper only",
@@ -230,10 +251,11 @@ fn connect(globals: &Globals, t: &Target) -> Result<Session, CliError> {
         Some(s) => Arc::new(ManualClock::new(parse_time("--paper-time", s)?)),
         None => Arc::new(SystemClock),
     };
-    let credentials = if is_paper {
-        None
-    } else {
-        credentials_from_env()?
+    let credentials = match &t.credentials {
+        // Opened on PAPER too (it ignores them), so the vault path can be checked offline.
+        Some(principal) => Some(vault_credentials(globals, venue, t, principal).await?),
+        None if is_paper => None,
+        None => credentials_from_env()?,
     };
     let params = VenueParams {
         testnet: t.testnet,
@@ -427,7 +449,7 @@ struct CheckOut {
 pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
     match args.op {
         Op::Time(t) => {
-            let s = connect(globals, &t)?;
+            let s = connect(globals, &t).await?;
             let time = s.exchange.server_time().await?;
             emit(globals, &serde_json::json!({ "server_time": time }), |_| {
                 println!("{}", time.to_rfc3339());
@@ -442,12 +464,12 @@ pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
             let tf = Timeframe::from_str(&timeframe)
                 .map_err(|e| CliError::usage(format!("--timeframe: {e}")))?;
             let since = since.map(|s| parse_time("--since", &s)).transpose()?;
-            let s = connect(globals, &target)?;
+            let s = connect(globals, &target).await?;
             let candles = s.exchange.klines(&s.symbol, tf, since, limit).await?;
             emit(globals, &candles, |c| print_candles(c))
         }
         Op::Ticker(t) => {
-            let s = connect(globals, &t)?;
+            let s = connect(globals, &t).await?;
             let ticker = s.exchange.ticker(&s.symbol).await?;
             emit(globals, &ticker, |t| {
                 print_table(
@@ -464,7 +486,7 @@ pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
             })
         }
         Op::Instrument(t) => {
-            let s = connect(globals, &t)?;
+            let s = connect(globals, &t).await?;
             let i = s.exchange.instrument(&s.symbol).await?;
             emit(globals, &i, |i| {
                 key_values(vec![
@@ -480,7 +502,7 @@ pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
             })
         }
         Op::Balance { target, asset } => {
-            let s = connect(globals, &target)?;
+            let s = connect(globals, &target).await?;
             let b = s.exchange.balance(&asset).await?;
             emit(globals, &b, |b| {
                 print_table(
@@ -495,12 +517,12 @@ pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
             })
         }
         Op::Positions(t) => {
-            let s = connect(globals, &t)?;
+            let s = connect(globals, &t).await?;
             let positions = s.exchange.positions(None).await?;
             emit(globals, &positions, |p| print_positions(p))
         }
         Op::Leverage { target, value } => {
-            let s = connect(globals, &target)?;
+            let s = connect(globals, &target).await?;
             s.exchange.set_leverage(&s.symbol, value).await?;
             let out = serde_json::json!({ "symbol": s.symbol, "leverage": value });
             emit(globals, &out, |_| {
@@ -527,7 +549,7 @@ pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
                 client_order_id: client_order_id.as_deref(),
             };
             let make_request = order_request(&flags)?;
-            let s = connect(globals, &target)?;
+            let s = connect(globals, &target).await?;
             let request = make_request(s.symbol.clone());
             let placement =
                 place_once(s.exchange.as_ref(), &request, ReconcilePolicy::default()).await?;
@@ -549,14 +571,14 @@ pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
             client_order_id,
         } => {
             let id = client_id("--client-order-id", &client_order_id)?;
-            let s = connect(globals, &target)?;
+            let s = connect(globals, &target).await?;
             s.exchange.cancel_order(&s.symbol, &id).await?;
             emit(globals, &serde_json::json!({ "canceled": id }), |_| {
                 println!("canceled {id}");
             })
         }
         Op::CancelAll(t) => {
-            let s = connect(globals, &t)?;
+            let s = connect(globals, &t).await?;
             let n = s.exchange.cancel_all(&s.symbol).await?;
             emit(
                 globals,
@@ -565,7 +587,7 @@ pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
             )
         }
         Op::OpenOrders(t) => {
-            let s = connect(globals, &t)?;
+            let s = connect(globals, &t).await?;
             let orders = s.exchange.open_orders(&s.symbol).await?;
             emit(globals, &orders, |o| print_orders(o))
         }
@@ -574,7 +596,7 @@ pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
             client_order_id,
         } => {
             let id = client_id("--client-order-id", &client_order_id)?;
-            let s = connect(globals, &target)?;
+            let s = connect(globals, &target).await?;
             match s.exchange.order_by_client_id(&s.symbol, &id).await? {
                 Some(order) => emit(globals, &order, |o| print_orders(std::slice::from_ref(o))),
                 None => Err(CliError::failure(
@@ -584,39 +606,44 @@ pub(crate) async fn run(globals: &Globals, args: ExchangeArgs) -> CliResult {
             }
         }
         Op::Check(t) => {
-            let s = connect(globals, &t)?;
-            let server_time = s.exchange.server_time().await?;
-            let account = s.exchange.test_connectivity().await?;
-            let positions = s.exchange.positions(None).await?;
-            let out = CheckOut {
-                exchange: s.exchange.name(),
-                server_time,
-                account,
-                positions,
-            };
-            emit(globals, &out, |c| {
-                let yes_no = |b: Option<bool>| match b {
-                    Some(true) => "yes".to_string(),
-                    Some(false) => "no".to_string(),
-                    None => "unknown".to_string(),
-                };
-                let mut rows = vec![
-                    ("exchange", c.exchange.to_string()),
-                    ("server_time", c.server_time.to_rfc3339()),
-                    ("can_trade", yes_no(c.account.can_trade)),
-                    ("can_withdraw", yes_no(c.account.can_withdraw)),
-                    ("open_positions", c.positions.len().to_string()),
-                ];
-                rows.extend(c.account.notes.iter().map(|n| ("note", n.clone())));
-                key_values(rows);
-                if c.account.can_withdraw == Some(true) {
-                    eprintln!(
-                        "warning: this key may withdraw funds; a trading bot never needs that"
-                    );
-                }
-            })
+            let s = connect(globals, &t).await?;
+            check_report(globals, s.exchange.as_ref()).await
         }
     }
+}
+
+/// Connectivity, account permissions and positions of `exchange`, printed; warns when the key
+/// may withdraw. Shared by `exchange check` and `credentials verify`.
+pub(crate) async fn check_report(globals: &Globals, exchange: &dyn Exchange) -> CliResult {
+    let server_time = exchange.server_time().await?;
+    let account = exchange.test_connectivity().await?;
+    let positions = exchange.positions(None).await?;
+    let out = CheckOut {
+        exchange: exchange.name(),
+        server_time,
+        account,
+        positions,
+    };
+    emit(globals, &out, |c| {
+        let yes_no = |b: Option<bool>| match b {
+            Some(true) => "yes".to_string(),
+            Some(false) => "no".to_string(),
+            None => "unknown".to_string(),
+        };
+        let mut rows = vec![
+            ("exchange", c.exchange.to_string()),
+            ("server_time", c.server_time.to_rfc3339()),
+            ("can_trade", yes_no(c.account.can_trade)),
+            ("can_withdraw", yes_no(c.account.can_withdraw)),
+            ("open_positions", c.positions.len().to_string()),
+        ];
+        rows.extend(c.account.notes.iter().map(|n| ("note", n.clone())));
+        key_values(rows);
+    })?;
+    if out.account.can_withdraw == Some(true) {
+        eprintln!("warning: this key may withdraw funds; a trading bot never needs that");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_positions(positions: &[tradefleet::domain::Position]) {

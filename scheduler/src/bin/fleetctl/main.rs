@@ -2,19 +2,35 @@
 //! Human tables by default, `--json` for scripts; errors exit non-zero with a clear message.
 
 mod analyze;
+mod context;
+mod credentials;
+mod dlq;
 mod exchange_cmd;
 mod output;
+mod performance;
+mod principals;
+mod runs;
+mod subscriptions;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+const AFTER_HELP: &str = "\
+Commands that use the database read DATABASE_URL (or database.url of the --config file) and
+refuse a schema that is behind: run `migrations up` first, or pass --migrate. Commands that touch
+credentials need the vault keys (TRADEFLEET__VAULT__KEYS or TRADEFLEET__VAULT__KEYS_FILE).
+Set RUST_LOG (e.g. RUST_LOG=debug) to log to stderr; secrets are never logged.
+Exit codes: 0 success, 1 failure (exchange, database, Redis), 2 bad input or configuration.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fleetctl",
     version,
-    about = "Operate a tradefleet: exchanges, credentials, subscriptions, runs, dead letters"
+    about = "Operate a tradefleet: exchanges, credentials, subscriptions, runs, dead letters",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// Configuration file (TOML); environment variables TRADEFLEET__SECTION__KEY override it.
@@ -23,6 +39,9 @@ struct Cli {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Apply pending database migrations before running the command.
+    #[arg(long, global = true)]
+    migrate: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +54,29 @@ enum Command {
     Exchange(Box<exchange_cmd::ExchangeArgs>),
     /// Indicators and a strategy's signal for the last closed candle of a candle CSV.
     Analyze(analyze::AnalyzeArgs),
+    /// Fleet users: add, list.
+    #[command(subcommand)]
+    Principals(principals::PrincipalsCmd),
+    /// Exchange API keys in the vault: add, list, verify, remove, rotate.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCmd),
+    /// Vault master keys: gen-key.
+    #[command(subcommand)]
+    Vault(credentials::VaultCmd),
+    /// The bot catalogue.
+    #[command(subcommand)]
+    Bots(subscriptions::BotsCmd),
+    /// Subscriptions: create, list, show, pause, resume, delete.
+    #[command(subcommand)]
+    Subscriptions(subscriptions::SubscriptionsCmd),
+    /// Cycle runs: list, show.
+    #[command(subcommand)]
+    Runs(runs::RunsCmd),
+    /// Dead letters: list, retry, purge.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCmd),
+    /// A subscription's results: trades, win rate, PnL, drawdown, Sharpe ratio.
+    Performance(performance::PerformanceArgs),
 }
 
 /// Shared by every command.
@@ -42,19 +84,42 @@ enum Command {
 pub(crate) struct Globals {
     pub config: Option<PathBuf>,
     pub json: bool,
+    pub migrate: bool,
+}
+
+/// Logs to stderr when RUST_LOG is set; otherwise fleetctl stays quiet.
+fn init_logging() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+            .ok();
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let globals = Globals {
         config: cli.config,
         json: cli.json,
+        migrate: cli.migrate,
     };
     let result = match cli.command {
         Command::Exchanges => output::exchanges(&globals),
         Command::Exchange(args) => exchange_cmd::run(&globals, *args).await,
         Command::Analyze(args) => analyze::analyze(&globals, args),
+        Command::Principals(cmd) => principals::run(&globals, cmd).await,
+        Command::Credentials(cmd) => credentials::run(&globals, cmd).await,
+        Command::Vault(cmd) => credentials::vault(&globals, cmd),
+        Command::Bots(cmd) => subscriptions::bots(&globals, cmd).await,
+        Command::Subscriptions(cmd) => subscriptions::run(&globals, cmd).await,
+        Command::Runs(cmd) => runs::run(&globals, cmd).await,
+        Command::Dlq(cmd) => dlq::run(&globals, cmd).await,
+        Command::Performance(args) => performance::run(&globals, args).await,
     };
     match result {
         Ok(code) => code,
