@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tradefleet::queue::{
     DeadLetter, DeadLetterHook, DeadLetterReason, Envelope, JobInfo, Permanent, QueueDepth,
@@ -123,11 +123,23 @@ struct Run {
 }
 
 /// What handlers report to the test.
-#[derive(Default)]
 struct Probe {
     runs: Mutex<Vec<Run>>,
     started: Mutex<Option<oneshot::Sender<Instant>>>,
     finished: Mutex<Vec<i64>>,
+    /// `gated` handlers wait for a permit here.
+    gate: Semaphore,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self {
+            runs: Mutex::default(),
+            started: Mutex::default(),
+            finished: Mutex::default(),
+            gate: Semaphore::new(0),
+        }
+    }
 }
 
 impl Probe {
@@ -238,6 +250,18 @@ async fn slow(
     probe.record(&job, &info, &attempt, &worker);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     probe.finished.lock().unwrap().push(job.subscription_id);
+    Ok(())
+}
+
+async fn gated(
+    job: TradingCycle,
+    info: JobInfo,
+    attempt: Attempt,
+    worker: WorkerContext,
+    probe: Data<Arc<Probe>>,
+) -> Result<(), BoxDynError> {
+    probe.record(&job, &info, &attempt, &worker);
+    probe.gate.acquire().await?.forget();
     Ok(())
 }
 
@@ -780,5 +804,86 @@ async fn released_entries_go_back_unchanged() {
     assert_eq!(again.envelope, got.envelope, "same id, attempt and payload");
     assert_eq!(again.deliveries, 1);
     t.queue.ack(&again).await.unwrap();
+    t.wipe().await;
+}
+
+/// A worker with `concurrency` 3 whose jobs wait at a gate: it must hold exactly the 3 entries
+/// it runs, leaving the rest in the stream for other workers (no prefetch a crash would strand).
+async fn holds_only_what_it_runs(declared: Option<usize>) {
+    let t = TestQueue::new(settings()).await;
+    let jobs: Vec<Envelope> = (0..10).map(envelope).collect();
+    t.queue.enqueue_many(&jobs).await.unwrap();
+    let probe = Arc::new(Probe::default());
+    let queue = t.queue.clone();
+    let p = Arc::clone(&probe);
+    let running = Running::start(Monitor::new().register(move |_| {
+        let backend = StreamBackend::<TradingCycle>::new(queue.clone(), "w1", quick_policy(3));
+        let backend = match declared {
+            Some(n) => backend.with_concurrency(n),
+            None => backend,
+        };
+        WorkerBuilder::new("w1")
+            .backend(backend)
+            .data(Arc::clone(&p))
+            .concurrency(3)
+            .build(gated)
+    }));
+    wait_until("three running jobs", || probe.count() == 3).await;
+    // Give the fetcher several read cycles in which it could over-fetch.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(probe.count(), 3);
+    let d = t.queue.depth().await.unwrap();
+    assert_eq!((d.in_flight, d.waiting), (3, 7), "{d:?}");
+    probe.gate.add_permits(10);
+    wait_for_depth(
+        "the queue to drain",
+        || async { t.queue.depth().await.unwrap() },
+        empty,
+    )
+    .await;
+    running.stop().await;
+    assert_eq!(probe.count(), 10);
+    t.wipe().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_holds_only_the_entries_it_runs() {
+    holds_only_what_it_runs(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_declared_concurrency_holds_only_the_entries_it_runs() {
+    holds_only_what_it_runs(Some(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeps_running_when_the_queue_keys_vanish() {
+    // What a Redis restart without persistence does: the stream and its group disappear under a
+    // worker blocked in a read. The worker must recover on its own and run later jobs.
+    let t = TestQueue::new(settings()).await;
+    let (probe, hook) = (Arc::new(Probe::default()), Arc::new(Recorder::default()));
+    let running = Running::start(Monitor::new().register(worker!(
+        t,
+        "w1",
+        quick_policy(3),
+        probe,
+        hook,
+        4,
+        succeed
+    )));
+    t.queue.enqueue(&envelope(13)).await.unwrap();
+    wait_until("the first job", || probe.count() == 1).await;
+    wait_for_depth(
+        "the ack",
+        || async { t.queue.depth().await.unwrap() },
+        empty,
+    )
+    .await;
+    t.wipe().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(t.queue.enqueue(&envelope(14)).await.unwrap());
+    wait_until("a job after the keys vanished", || probe.count() == 2).await;
+    running.stop().await;
+    assert_eq!(probe.runs()[1].sub, 14);
     t.wipe().await;
 }

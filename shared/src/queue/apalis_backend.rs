@@ -35,13 +35,16 @@
 //! Redis errors are logged and retried with capped exponential backoff (the blocking connection
 //! is re-made); they never end the worker.
 //!
-//! # Free slots, without configuring them twice
+//! # Free slots
 //! apalis asks for a task only when the whole stack, `.concurrency(n)` included, can take one:
-//! each `poll_next` proves one free slot beside the tasks running. The backend keeps the largest
-//! `running + 1` it has seen as a lower bound of the concurrency and never fetches more than that
-//! bound minus the tasks it holds, so it buffers nothing a crash would strand beyond free slots.
-//! The bound is learned one slot per round trip at start-up. Always set `.concurrency(n)`:
-//! without it, apalis runs every task it is given (at most 100 per fetch,
+//! each `poll_next` proves one free slot beside the tasks running. The backend keeps a lower
+//! bound of the concurrency (the one declared with [`StreamBackend::with_concurrency`], raised to
+//! the largest `running + 1` it sees) and fetches only while the worker waits for a task, never
+//! more than that bound minus the tasks running: nothing sits fetched beyond free slots for a
+//! crash to strand. Declare the same `n` on both (`.with_concurrency(n)` and `.concurrency(n)`):
+//! without the declaration the bound is learned from overlapping tasks, which for very short
+//! jobs stays low and costs throughput (one entry per round trip), never safety. Always set
+//! `.concurrency(n)`: without it apalis runs every task it is given (at most 100 per fetch,
 //! [`StreamBackend::with_max_fetch`]).
 //!
 //! # In the handler
@@ -74,7 +77,7 @@
 //!     .register(move |_restarts| {
 //!         WorkerBuilder::new(consumer.clone())
 //!             .backend(StreamBackend::<TradingCycle>::new(queue.clone(), consumer.clone(),
-//!                 RetryPolicy::default()))
+//!                 RetryPolicy::default()).with_concurrency(16))
 //!             .concurrency(16)
 //!             .catch_panic()
 //!             .build(run_cycle)
@@ -173,7 +176,8 @@ struct State<T> {
     held: HashSet<String>,
     /// Handed to the worker, handler not finished.
     running: usize,
-    /// Lower bound of the worker's concurrency (largest `running + 1` seen in `poll_next`).
+    /// Lower bound of the worker's concurrency: the declared one, raised to the largest
+    /// `running + 1` seen in `poll_next`.
     capacity: usize,
     /// The worker waits in `poll_next` with nothing buffered.
     wanted: bool,
@@ -187,6 +191,8 @@ struct Settings {
     policy: RetryPolicy,
     hook: Option<Arc<dyn DeadLetterHook>>,
     max_fetch: usize,
+    /// The worker's concurrency as declared with `with_concurrency` (1 when not declared).
+    concurrency: usize,
 }
 
 struct Inner<T> {
@@ -198,16 +204,16 @@ struct Inner<T> {
 impl<T> Inner<T> {
     fn new(settings: Settings) -> Self {
         Self {
-            settings,
             state: Mutex::new(State {
                 ready: VecDeque::new(),
                 held: HashSet::new(),
                 running: 0,
-                capacity: 1,
+                capacity: settings.concurrency,
                 wanted: false,
                 waker: None,
                 closing: false,
             }),
+            settings,
             wake_fetcher: Notify::new(),
         }
     }
@@ -316,6 +322,7 @@ where
                 policy,
                 hook: None,
                 max_fetch: DEFAULT_MAX_FETCH,
+                concurrency: 1,
             }),
             inner: None,
             close_tx: watch::channel(false).0,
@@ -331,6 +338,19 @@ where
     pub fn with_dead_letter_hook(mut self, hook: Arc<dyn DeadLetterHook>) -> Self {
         if let Some(s) = self.settings.as_mut() {
             s.hook = Some(hook);
+        }
+        self
+    }
+
+    /// Tell the backend the worker's `.concurrency(n)`: it may then fetch up to `n` entries at
+    /// once from the start. Without it, the backend learns the bound from how many tasks the
+    /// worker runs at a time; for very short jobs that bound stays low (one entry per round
+    /// trip: safe, but slower). A value above the real concurrency lets up to the difference
+    /// wait in the backend's buffer (still touched, so never taken for orphans while alive).
+    #[must_use]
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        if let Some(s) = self.settings.as_mut() {
+            s.concurrency = n.max(1);
         }
         self
     }
