@@ -1,8 +1,9 @@
 //! Figures for the apalis worker on our Redis Streams backend against the local Redis
 //! (127.0.0.1:6379 or `TEST_REDIS_URL`): idle-pickup latency (push -> handler start, 200
 //! samples, p50/p99/max) and drain throughput (20,000 no-op jobs, 1 worker, concurrency 64,
-//! until every job is acked). A plain binary (`harness = false`): `cargo bench -p tradefleet
-//! --bench queue`. Skips with a message when Redis is unreachable; deletes its keys.
+//! until every job is acked; concurrency declared to the backend, then learned by it).
+//! A plain binary (`harness = false`): `cargo bench -p tradefleet --bench queue`. Skips with a
+//! message when Redis is unreachable; deletes its keys.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -155,7 +156,8 @@ async fn count(_job: TradingCycle, counter: Data<Arc<Counter>>) -> Result<(), Bo
     Ok(())
 }
 
-async fn drain() {
+/// `declared`: the backend is told the concurrency (`with_concurrency`); otherwise it learns it.
+async fn drain(declared: bool) {
     let prefix = format!("bench:{}", uuid::Uuid::new_v4().simple());
     let Some(queue) = connect(&prefix).await else {
         return;
@@ -174,14 +176,18 @@ async fn drain() {
     let began = Instant::now();
     let (stop, handle) = start(Monitor::new().register(move |_| {
         WorkerBuilder::new("bench-drain")
-            .backend(
-                StreamBackend::<TradingCycle>::new(
+            .backend({
+                let backend = StreamBackend::<TradingCycle>::new(
                     q.clone(),
                     "bench-drain",
                     RetryPolicy::default(),
-                )
-                .with_concurrency(DRAIN_CONCURRENCY),
-            )
+                );
+                if declared {
+                    backend.with_concurrency(DRAIN_CONCURRENCY)
+                } else {
+                    backend
+                }
+            })
             .data(Arc::clone(&c))
             .concurrency(DRAIN_CONCURRENCY)
             .build(count)
@@ -197,8 +203,13 @@ async fn drain() {
     }
     let acked = began.elapsed();
     println!(
-        "drain of {DRAIN_JOBS} no-op jobs, 1 worker, concurrency {DRAIN_CONCURRENCY}: \
+        "drain of {DRAIN_JOBS} no-op jobs, 1 worker, concurrency {DRAIN_CONCURRENCY} ({}): \
          all handled in {handled:?}, all acked in {acked:?} ({:.0} jobs/s)",
+        if declared {
+            "declared to the backend"
+        } else {
+            "learned by the backend"
+        },
         DRAIN_JOBS as f64 / acked.as_secs_f64()
     );
     let _ = stop.send(());
@@ -215,6 +226,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         idle_pickup().await;
-        drain().await;
+        drain(true).await;
+        drain(false).await;
     });
 }
