@@ -265,6 +265,18 @@ async fn gated(
     Ok(())
 }
 
+async fn stop_worker(
+    job: TradingCycle,
+    info: JobInfo,
+    attempt: Attempt,
+    worker: WorkerContext,
+    probe: Data<Arc<Probe>>,
+) -> Result<(), BoxDynError> {
+    probe.record(&job, &info, &attempt, &worker);
+    worker.stop()?;
+    Ok(())
+}
+
 /// A monitor running in the background until `stop`.
 struct Running {
     stop: oneshot::Sender<()>,
@@ -885,5 +897,42 @@ async fn a_worker_keeps_running_when_the_queue_keys_vanish() {
     wait_until("a job after the keys vanished", || probe.count() == 2).await;
     running.stop().await;
     assert_eq!(probe.runs()[1].sub, 14);
+    t.wipe().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_fetched_but_not_started_are_given_back_at_shutdown() {
+    // Declaring more concurrency (5) than the worker has (1) makes the backend take all five
+    // jobs in one read: one runs (and stops its worker), four wait in the buffer.
+    let t = TestQueue::new(settings()).await;
+    let jobs: Vec<Envelope> = (0..5).map(envelope).collect();
+    t.queue.enqueue_many(&jobs).await.unwrap();
+    let probe = Arc::new(Probe::default());
+    let queue = t.queue.clone();
+    let p = Arc::clone(&probe);
+    let running = Running::start(Monitor::new().register(move |_| {
+        WorkerBuilder::new("w1")
+            .backend(
+                StreamBackend::<TradingCycle>::new(queue.clone(), "w1", quick_policy(3))
+                    .with_concurrency(5),
+            )
+            .data(Arc::clone(&p))
+            .concurrency(1)
+            .build(stop_worker)
+    }));
+    wait_until("the first job", || probe.count() == 1).await;
+    running.stop().await;
+    assert_eq!(probe.count(), 1, "no buffered job started after the stop");
+    let d = t.queue.depth().await.unwrap();
+    assert_eq!((d.waiting, d.in_flight, d.delayed), (4, 0, 0), "{d:?}");
+    // They come back as they were: first attempt, first delivery.
+    let mut c = t.queue.consumer("next").await.unwrap();
+    let back = c.fetch(10).await.unwrap();
+    assert_eq!(back.len(), 4);
+    let ran = cycle(probe.runs()[0].sub).job_id();
+    for d in &back {
+        assert_eq!((d.envelope.attempt, d.deliveries), (1, 1));
+        assert_ne!(d.envelope.id, ran);
+    }
     t.wipe().await;
 }
