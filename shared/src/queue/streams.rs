@@ -146,6 +146,15 @@ end
 return #due
 "#;
 
+const RELEASE: &str = r#"
+local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if n == 1 then
+  redis.call('XADD', KEYS[1], '*', 'id', ARGV[3], 'attempt', ARGV[4], 'payload', ARGV[5])
+end
+return n
+"#;
+
 const DEAD: &str = r#"
 local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -351,6 +360,24 @@ impl StreamQueue {
             .arg(&delivery.entry_id)
             .arg(run_at_ms)
             .arg(member)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Give a delivery back unrun (a worker shutting down with jobs it fetched but never started):
+    /// the entry is re-added at the stream's tail with the same id, attempt and payload, so
+    /// another consumer runs it at once instead of after the orphan window, and no attempt or
+    /// delivery is counted. Returns false when the entry was no longer ours (nothing is re-added).
+    pub async fn release(&self, delivery: &Delivery) -> Result<bool, QueueError> {
+        let mut c = self.conn.clone();
+        let n: i64 = Script::new(RELEASE)
+            .key(&self.keys.stream)
+            .arg(&self.keys.group)
+            .arg(&delivery.entry_id)
+            .arg(&delivery.envelope.id)
+            .arg(delivery.envelope.attempt)
+            .arg(&delivery.envelope.payload)
             .invoke_async(&mut c)
             .await?;
         Ok(n == 1)
