@@ -52,12 +52,16 @@ impl Strategy for Enter {
             .map_or(Decimal::ONE, |c| c.close);
         let stop = close * Decimal::new(98, 2);
         let target = close * Decimal::new(104, 2);
-        Signal::buy(close, stop, target, 0.8, vec![]).map_err(|e| StrategyError::View(e.to_string()))
+        Signal::buy(close, stop, target, 0.8, vec![])
+            .map_err(|e| StrategyError::View(e.to_string()))
     }
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => panic!("runtime: {e}"),
     };
@@ -115,38 +119,44 @@ fn bench(c: &mut Criterion) {
         Ok(out) if out.execution.as_ref().is_some_and(|e| e.orders.len() == 3) => {}
         other => panic!("entry cycle did not place entry + SL + TP: {other:?}"),
     }
-    c.bench_function("cycle/paper rsi_bollinger 3 timeframes x 100 candles (no entry)", |b| {
-        b.iter(|| {
-            rt.block_on(run_cycle(
-                venue.as_ref(),
-                &NoCache,
-                None,
-                &hold_spec,
-                &CycleState::default(),
-                &NoGate,
-                &settings,
-            ))
-        })
-    });
-
-    let enter_spec = spec(Box::leak(Box::new(Enter)));
-    c.bench_function("cycle/paper entry + stop-loss + take-profit, 3 timeframes x 100 candles", |b| {
-        b.iter_batched(
-            paper,
-            |venue| {
+    c.bench_function(
+        "cycle/paper rsi_bollinger 3 timeframes x 100 candles (no entry)",
+        |b| {
+            b.iter(|| {
                 rt.block_on(run_cycle(
                     venue.as_ref(),
                     &NoCache,
                     None,
-                    &enter_spec,
+                    &hold_spec,
                     &CycleState::default(),
                     &NoGate,
                     &settings,
                 ))
-            },
-            BatchSize::SmallInput,
-        )
-    });
+            })
+        },
+    );
+
+    let enter_spec = spec(Box::leak(Box::new(Enter)));
+    c.bench_function(
+        "cycle/paper entry + stop-loss + take-profit, 3 timeframes x 100 candles",
+        |b| {
+            b.iter_batched(
+                paper,
+                |venue| {
+                    rt.block_on(run_cycle(
+                        venue.as_ref(),
+                        &NoCache,
+                        None,
+                        &enter_spec,
+                        &CycleState::default(),
+                        &NoGate,
+                        &settings,
+                    ))
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
 }
 
 criterion_group!(benches, bench);
