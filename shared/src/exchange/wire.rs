@@ -65,6 +65,30 @@ pub fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     }
 }
 
+/// Text given as a string or a number; `null`, a missing field (with `#[serde(default)]`) or
+/// `""` is `None`.
+pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<NumOrStr>::deserialize(d)? {
+        None => Ok(None),
+        Some(NumOrStr::Str(s)) if s.trim().is_empty() => Ok(None),
+        Some(NumOrStr::Str(s)) => Ok(Some(s)),
+        Some(NumOrStr::Num(n)) => Ok(Some(n.to_string())),
+    }
+}
+
+/// An integer (ids, millisecond timestamps) given as a string or a number; `null`, missing or
+/// `""` is `None`.
+pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match opt_text(d)? {
+        None => Ok(None),
+        Some(s) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("not an integer: {s:?}: {e}"))),
+    }
+}
+
 /// Milliseconds since the epoch as a UTC time.
 pub fn millis_to_time(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)

@@ -4,6 +4,7 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use crate::exchange::wire::opt_int;
 use crate::exchange::wire::{decimal, id_string, int, opt_decimal};
 
 /// Error body of every endpoint: `{"code": -1121, "msg": "Invalid symbol."}`.
@@ -245,9 +246,3 @@ pub(crate) enum OpenAlgoOrders {
 /// object is accepted; failures arrive as negative codes and are mapped before this.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Ack {}
-
-fn opt_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    struct Wrap(#[serde(deserialize_with = "int")] i64);
-    Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
-}

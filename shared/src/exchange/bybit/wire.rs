@@ -4,6 +4,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::exchange::wire::opt_int;
 use crate::exchange::wire::{decimal, id_string, int, opt_decimal};
 
 /// The envelope every V5 response shares. `result` is kept raw so the retCode is read before the
@@ -20,26 +21,6 @@ pub(crate) struct Envelope {
     /// Server time of the response, ms.
     #[serde(default, deserialize_with = "opt_int")]
     pub time: Option<i64>,
-}
-
-/// An integer given as text or a number; `null`, missing or `""` is `None`.
-fn opt_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    match Option::<serde_json::Value>::deserialize(d)? {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(serde_json::Value::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|e| serde::de::Error::custom(format!("not an integer: {s:?}: {e}"))),
-        Some(serde_json::Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom(format!("not an integer: {n}"))),
-        Some(other) => Err(serde::de::Error::custom(format!(
-            "expected an integer, got {other}"
-        ))),
-    }
 }
 
 /// GET /v5/market/time

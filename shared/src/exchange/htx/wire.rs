@@ -5,7 +5,9 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::exchange::wire::opt_int;
 use crate::exchange::wire::{decimal, id_string, int, opt_decimal};
+pub(super) use crate::exchange::wire::{opt_int as opt_millis, opt_text};
 
 /// Every HTX answer, whichever generation: V5 `{"code":200,"message":"Success","data":..,"ts":..}`,
 /// v1/market `{"status":"ok","data"|"tick":..,"ts":..}` or `{"status":"error","err_code":..}`,
@@ -29,34 +31,6 @@ pub(super) struct Envelope {
     pub tick: serde_json::Value,
     #[serde(default, deserialize_with = "opt_millis")]
     pub ts: Option<i64>,
-}
-
-/// Text given as a string or a number; `null`, missing or `""` is `None`.
-pub(super) fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum T {
-        S(String),
-        N(serde_json::Number),
-    }
-    Ok(match Option::<T>::deserialize(d)? {
-        None => None,
-        Some(T::S(s)) if s.trim().is_empty() => None,
-        Some(T::S(s)) => Some(s),
-        Some(T::N(n)) => Some(n.to_string()),
-    })
-}
-
-/// Milliseconds as a string or number; `null`, missing or `""` is `None`.
-pub(super) fn opt_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    match opt_text(d)? {
-        None => Ok(None),
-        Some(s) => s
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|e| serde::de::Error::custom(format!("not milliseconds: {s:?}: {e}"))),
-    }
 }
 
 /// Booleans as JSON booleans, `0`/`1` numbers or strings; missing or `null` is false.
@@ -146,10 +120,6 @@ pub(super) struct ContractInfo {
 pub(super) struct RiskTier {
     #[serde(default, deserialize_with = "opt_decimal")]
     pub max_lever: Option<Decimal>,
-}
-
-fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    opt_millis(d)
 }
 
 // ---------------------------------------------------------------- account (V5)

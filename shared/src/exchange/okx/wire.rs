@@ -5,6 +5,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::exchange::wire::{decimal, id_string, int, opt_decimal};
+pub(super) use crate::exchange::wire::{opt_int as opt_millis, opt_text};
 
 /// Every OKX answer: `{"code":"0","msg":"","data":[...]}`. `data` is kept raw until the code says
 /// whether it holds results or per-order errors.
@@ -25,34 +26,6 @@ pub(super) struct ItemStatus {
     pub s_code: Option<String>,
     #[serde(rename = "sMsg", default)]
     pub s_msg: Option<String>,
-}
-
-/// Text given as a string or a number; `null`, missing or `""` is `None`.
-pub(super) fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum T {
-        S(String),
-        N(serde_json::Number),
-    }
-    Ok(match Option::<T>::deserialize(d)? {
-        None => None,
-        Some(T::S(s)) if s.trim().is_empty() => None,
-        Some(T::S(s)) => Some(s),
-        Some(T::N(n)) => Some(n.to_string()),
-    })
-}
-
-/// Milliseconds as a string or number; `null`, missing or `""` is `None`.
-pub(super) fn opt_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    match opt_text(d)? {
-        None => Ok(None),
-        Some(s) => s
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|e| serde::de::Error::custom(format!("not milliseconds: {s:?}: {e}"))),
-    }
 }
 
 /// OKX booleans arrive as `"true"`/`"false"` strings or JSON booleans; missing or `""` is false.
