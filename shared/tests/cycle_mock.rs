@@ -514,6 +514,15 @@ struct Mocked {
 
 impl Mocked {
     async fn start() -> Self {
+        Self::start_with(Credentials {
+            api_key: "mock-key".into(),
+            api_secret: "mock-secret".into(),
+            passphrase: None,
+        })
+        .await
+    }
+
+    async fn start_with(credentials: Credentials) -> Self {
         let clock = Arc::new(ManualClock::new(at(T0)));
         let state = Arc::new(Mutex::new(State {
             clock: clock.clone(),
@@ -534,11 +543,7 @@ impl Mocked {
             .await;
         let params = VenueParams {
             base_url: Some(server.uri()),
-            credentials: Some(Credentials {
-                api_key: "mock-key".into(),
-                api_secret: "mock-secret".into(),
-                passphrase: None,
-            }),
+            credentials: Some(credentials),
             http: HttpSettings {
                 timeout_ms: 5_000,
                 backoff_base_ms: 1,
@@ -909,4 +914,85 @@ async fn a_rejected_stop_loss_closes_the_entry_at_market() {
     // Close fee 0.021 x 91229.0 x 0.00055 = 1915.809 x 0.00055 = 1.05369495; price PnL
     // (91229.0 - 91240.0) x 0.021 = -0.231. Equity 10000 - 1.053822 - 1.05369495 - 0.231.
     assert_eq!(out.balance.as_ref().unwrap().equity, dec!(9997.66148305));
+}
+
+/// A `MakeWriter` collecting everything `tracing` writes, for the secret-leak test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_full_cycle_at_trace_level_logs_no_secret() {
+    // Credentials as the fleet gets them: sealed in the vault, opened for the cycle.
+    const KEY: &str = "AKIAleakcanaryKEY0001";
+    const SECRET: &str = "leakcanarySECRETzz9876";
+    let ring = tradefleet::vault::KeyRing::ephemeral().unwrap();
+    let sealed = ring
+        .seal_credentials(
+            "7",
+            "bybit",
+            &Credentials {
+                api_key: KEY.into(),
+                api_secret: SECRET.into(),
+                passphrase: None,
+            },
+        )
+        .unwrap();
+    let opened = ring.open_credentials("7", "bybit", &sealed).unwrap();
+
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    // Process-wide (only this test installs one): a thread-scoped subscriber can miss events of
+    // callsites that other test threads already cached as uninteresting. Other tests' output may
+    // land in the buffer too; they use different credentials.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let m = Mocked::start_with(opened).await;
+    // A normal entry with its protective orders, then a rejected stop that forces a close:
+    // signed requests, retries of lookups, errors and warnings all pass through the logs.
+    let out = m
+        .cycle(SUBSCRIPTION, &BUY_AT_T0, &CycleState::default())
+        .await;
+    assert_eq!(out.execution.as_ref().unwrap().orders.len(), 3);
+    m.state().reject_conditional = Some((110093, "expect Falling, but trigger_price >= current"));
+    let out = m.cycle(44, &BUY_AT_T0, &CycleState::default()).await;
+    let debug = format!("{out:?} {:?} {sealed:?}", m.exchange);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.lines().count() > 10,
+        "TRACE output was captured:\n{logs}"
+    );
+    assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "{logs}");
+    for secret in [KEY, SECRET] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+        assert!(!debug.contains(secret), "{secret} leaked into Debug output");
+    }
+    // The venue did receive the key: the test is not vacuous.
+    let reqs = m.server.received_requests().await.unwrap();
+    assert!(reqs.iter().any(|r| {
+        r.headers
+            .get("X-BAPI-API-KEY")
+            .is_some_and(|v| v.to_str().unwrap_or_default() == KEY)
+    }));
 }
