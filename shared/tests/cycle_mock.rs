@@ -152,6 +152,9 @@ struct State {
     orders: Vec<MockOrder>,
     /// Reject every conditional order with this retCode and message.
     reject_conditional: Option<(i64, &'static str)>,
+    /// Fill opening market orders only this fraction of the way (rounded down to the 0.001
+    /// step), the rest cancelled: Bybit's `PartiallyFilledCanceled`.
+    entry_fill_ratio: Option<Decimal>,
     next_order_id: u64,
 }
 
@@ -420,12 +423,19 @@ impl Venue {
             } else {
                 st.sell_fill
             };
-            let fee = qty * price * FEE_RATE;
-            order.status = "Filled".into();
-            order.filled = qty;
+            let (filled, status) = match st.entry_fill_ratio {
+                Some(r) if !reduce_only => (
+                    (qty * r / dec!(0.001)).floor() * dec!(0.001),
+                    "PartiallyFilledCanceled",
+                ),
+                _ => (qty, "Filled"),
+            };
+            let fee = filled * price * FEE_RATE;
+            order.status = status.into();
+            order.filled = filled;
             order.avg_price = Some(price);
             order.fee = fee;
-            st.apply_fill(&side, qty, price, fee);
+            st.apply_fill(&side, filled, price, fee);
         }
         st.orders.push(order);
         // Bybit only acknowledges a create.
@@ -534,6 +544,7 @@ impl Mocked {
             position: None,
             orders: Vec::new(),
             reject_conditional: None,
+            entry_fill_ratio: None,
             next_order_id: 0,
         }));
         let server = MockServer::start().await;
@@ -995,4 +1006,38 @@ async fn a_full_cycle_at_trace_level_logs_no_secret() {
             .get("X-BAPI-API-KEY")
             .is_some_and(|v| v.to_str().unwrap_or_default() == KEY)
     }));
+}
+
+#[tokio::test]
+async fn a_partial_entry_fill_is_protected_by_orders_of_the_filled_size() {
+    let m = Mocked::start().await;
+    m.state().entry_fill_ratio = Some(dec!(0.5));
+    let out = m
+        .cycle(SUBSCRIPTION, &BUY_AT_T0, &CycleState::default())
+        .await;
+    // Sized 0.021 (see the first test); half fills: 0.0105 -> 0.010 on the 0.001 step.
+    let exec = out.execution.as_ref().unwrap();
+    assert_eq!(exec.filled_quantity, dec!(0.010));
+    let creates = m.creates().await;
+    assert_eq!(creates.len(), 3, "{creates:?}");
+    let qty = |v: &Value| v["qty"].as_str().unwrap().parse::<Decimal>().unwrap();
+    assert_eq!(
+        qty(&creates[0]),
+        QTY,
+        "the entry asked for the sized quantity"
+    );
+    assert_eq!(
+        qty(&creates[1]),
+        dec!(0.010),
+        "stop-loss covers what filled"
+    );
+    assert_eq!(
+        qty(&creates[2]),
+        dec!(0.010),
+        "take-profit covers what filled"
+    );
+    assert_eq!(creates[1]["reduceOnly"], true);
+    let tracked = out.tracked.as_ref().unwrap();
+    assert_eq!(tracked.quantity, dec!(0.010));
+    assert_eq!(m.state().position.as_ref().unwrap().size, dec!(0.010));
 }
