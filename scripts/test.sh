@@ -125,7 +125,10 @@ cargo fmt --all --check
 say "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 say "building the binaries the process tests run"
-cargo build --workspace --bins --quiet
+# Exactly the command the test harness runs (tests/src/lib.rs `workspace_bin`), so its own build
+# finds everything fresh: a different package selection resolves features differently and would
+# rebuild the library inside the first process test.
+cargo build --quiet -p tradefleet-scheduler -p tradefleet-worker -p tradefleet-migrations --bins
 if cargo nextest --version >/dev/null 2>&1; then
     say "cargo nextest run --workspace"
     exec cargo nextest run --workspace
