@@ -146,6 +146,10 @@ impl Fleet {
     }
 
     async fn subscription(&self, name: &str) -> subscription::Model {
+        self.subscription_on(name, "paper").await
+    }
+
+    async fn subscription_on(&self, name: &str, exchange: &str) -> subscription::Model {
         let store = self.store();
         let p = store.create_principal(name, at(T0)).await.unwrap();
         let bot = store
@@ -165,7 +169,7 @@ impl Fleet {
                 &NewSubscription {
                     principal_id: p.id,
                     bot_id: bot.id,
-                    exchange: "paper".into(),
+                    exchange: exchange.into(),
                     symbol: "XRP/USDT:USDT".parse().unwrap(),
                     timeframes: vec![Timeframe::M5],
                     interval_seconds: 300,
@@ -434,6 +438,77 @@ async fn a_contended_job_is_retried_and_then_succeeds() {
     f.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_subscriptions_are_dead_lettered_and_paused_ones_skipped() {
+    let f = Fleet::new().await;
+    // A real venue without vault keys cannot run: permanent, its run ends dead-lettered.
+    let no_keys = f.subscription_on("dave", "binance").await;
+    assert!(f.enqueue(no_keys.id, T0).await);
+    let paused = f.subscription("carol").await;
+    f.store()
+        .pause_subscription(paused.id, Some("operator"), at(T0))
+        .await
+        .unwrap();
+    assert!(f.enqueue(paused.id, T0).await);
+    assert!(f.enqueue(999_999, T0).await);
+    let running = Running::start(vec![f.worker("w1").await], &f.queue);
+    wait_until("the dead letter", || async {
+        f.store()
+            .list_dead_letters(None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.job_id.as_deref() == Some("cycle:999999:1637107200"))
+    })
+    .await;
+    wait_until("the queue to drain", || async {
+        let d = f.queue.depth().await.unwrap();
+        (d.waiting, d.in_flight, d.delayed) == (0, 0, 0)
+    })
+    .await;
+    running.stop().await;
+    let letters = f.store().list_dead_letters(None, 10).await.unwrap();
+    assert_eq!(
+        letters.len(),
+        2,
+        "the unknown and the key-less subscriptions: {letters:?}"
+    );
+    for l in &letters {
+        assert_eq!(l.attempts, 1, "permanent: not retried: {l:?}");
+    }
+    assert!(
+        letters.iter().any(|l| l.error.contains("does not exist")),
+        "{letters:?}"
+    );
+    assert!(
+        letters.iter().any(|l| l.error.contains("no vault keys")),
+        "{letters:?}"
+    );
+    let run = f
+        .store()
+        .run_for_slot(no_keys.id, at(T0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::DeadLettered);
+    assert!(run.error.unwrap().contains("no vault keys"));
+    let run = f
+        .store()
+        .run_for_slot(paused.id, at(T0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Skipped);
+    assert!(
+        f.store()
+            .list_orders(paused.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    f.close().await;
+}
+
 /// Buys, but first records a much newer fencing token for its subscription, as a worker that
 /// took over mid-cycle would have.
 #[derive(Debug)]
@@ -578,5 +653,48 @@ async fn the_fencing_floor_survives_a_lost_counter() {
     let g = locks.acquire_with_floor(7, ttl, 5).await.unwrap().unwrap();
     assert_eq!(g.fencing_token().get(), 43);
     g.release().await.unwrap();
+    redis.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn paper_accounts_in_redis_are_shared_between_processes() {
+    use tradefleet::exchange::Exchange;
+    use tradefleet::exchange::paper::{PaperExchange, PaperStore, RedisPaperStore, ReplaySource};
+    let redis = TestRedis::new().await.unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let store = Arc::new(RedisPaperStore::new(conn, redis.prefix()));
+    let venue = || {
+        PaperExchange::with_parts(
+            PaperSettings {
+                account: "sub-1".into(),
+                ..PaperSettings::default()
+            },
+            Arc::new(ManualClock::new(at(T0))),
+            ReplaySource::bundled().unwrap(),
+            store.clone(),
+        )
+        .unwrap()
+    };
+    // Two "processes": separate venue instances over one Redis store.
+    let (a, b) = (venue(), venue());
+    assert!(store.load("sub-1").await.unwrap().is_none());
+    let symbol = "XRP/USDT:USDT".parse().unwrap();
+    a.set_leverage(&symbol, 7).await.unwrap();
+    let seen = b.state().await.unwrap();
+    assert_eq!(seen.leverage.values().copied().collect::<Vec<_>>(), [7]);
+    assert!(
+        store.load("sub-2").await.unwrap().is_none(),
+        "accounts are separate"
+    );
+    // Garbage under the key is a configuration error, never a panic.
+    let mut c = redis.conn();
+    redis::cmd("SET")
+        .arg(store.key("sub-1"))
+        .arg("not json")
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    assert!(b.state().await.is_err());
     redis.close().await.unwrap();
 }

@@ -86,7 +86,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     tradefleet_migrations::check_current(store.connection())
         .await
         .context("worker refuses to start")?;
-    let _telemetry = telemetry::init("worker", &config.telemetry).ok();
+    let telemetry = telemetry::init("worker", &config.telemetry)?;
     let metrics = Arc::new(Metrics::new()?);
     let redis_client = redis::Client::open(config.redis.url.as_str())?;
     let redis = redis::aio::ConnectionManager::new(redis_client).await?;
@@ -179,5 +179,8 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     health.stopped().await;
     store.close().await.ok();
     tracing::info!("worker stopped");
+    if let Err(e) = telemetry.flush() {
+        eprintln!("warning: {e}");
+    }
     Ok(())
 }
