@@ -698,3 +698,44 @@ async fn paper_accounts_in_redis_are_shared_between_processes() {
     assert!(b.state().await.is_err());
     redis.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_stop_writes_a_cycle_places_nothing_and_is_retried() {
+    let f = Fleet::new().await;
+    let sub = f.subscription("erin").await;
+    let worker = f.worker("w1").await;
+    worker.stop_writes();
+    let job = TradingCycle {
+        subscription_id: sub.id,
+        slot: at(T0),
+        trigger: Trigger::Scheduled,
+        trace_context: Default::default(),
+    };
+    let info = JobInfo {
+        job_id: job.job_id(),
+        entry_id: "1-0".into(),
+        attempt: 1,
+        deliveries: 1,
+        max_attempts: 5,
+    };
+    let err = worker.handle(&job, &info).await.unwrap_err();
+    assert!(err.to_string().contains("shutting down"), "{err}");
+    assert!(err.is_retryable());
+    let run = f
+        .store()
+        .run_for_slot(sub.id, at(T0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Enqueued);
+    assert!(f.store().list_orders(sub.id, 10).await.unwrap().is_empty());
+    // The lock was released: another worker runs the retry at once.
+    let other = f.worker("w2").await;
+    let info = JobInfo { attempt: 2, ..info };
+    assert_eq!(
+        other.handle(&job, &info).await.unwrap(),
+        JobOutcome::Succeeded
+    );
+    assert!(!f.store().list_orders(sub.id, 10).await.unwrap().is_empty());
+    f.close().await;
+}

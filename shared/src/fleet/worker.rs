@@ -205,6 +205,9 @@ pub enum WorkerError {
 struct Ctx {
     deps: WorkerDeps,
     settings: WorkerSettings,
+    /// Set at shutdown: no exchange write starts after this instant, so a cycle still running
+    /// when the deadline forces the exit is never cut in the middle of placing an order.
+    writes_until: std::sync::Mutex<Option<tokio::time::Instant>>,
     paper_source: Arc<dyn CandleSource>,
     cache: RedisCandleCache,
     paper_store: Arc<RedisPaperStore>,
@@ -224,12 +227,41 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// The subscription lock as the cycle's write gate.
-struct LockGate<'a>(&'a LockGuard);
+/// The cycle's write gate: the subscription lock, and the shutdown's write cut-off.
+struct LockGate<'a> {
+    guard: &'a LockGuard,
+    ctx: &'a Ctx,
+}
 
 impl WriteGate for LockGate<'_> {
     fn check(&self) -> Result<(), String> {
-        self.0.ensure_held().map_err(|e| e.to_string())
+        self.guard.ensure_held().map_err(|e| e.to_string())?;
+        if self
+            .ctx
+            .writes_until()
+            .is_some_and(|t| tokio::time::Instant::now() >= t)
+        {
+            return Err("the worker is shutting down: no new exchange writes".into());
+        }
+        Ok(())
+    }
+}
+
+impl Ctx {
+    fn writes_until(&self) -> Option<tokio::time::Instant> {
+        *self
+            .writes_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Allow exchange writes until `t` at the latest (the earliest cut-off wins).
+    fn close_writes_at(&self, t: tokio::time::Instant) {
+        let mut w = self
+            .writes_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *w = Some(w.map_or(t, |old| old.min(t)));
     }
 }
 
@@ -267,12 +299,20 @@ impl Worker {
                 paper_source,
                 cache,
                 paper_store,
+                writes_until: std::sync::Mutex::new(None),
             }),
         })
     }
 
     pub fn settings(&self) -> &WorkerSettings {
         &self.ctx.settings
+    }
+
+    /// From now on no cycle of this worker starts an exchange write (cycles still running stop
+    /// before their next one and are retried). [`Worker::run`] does this at three quarters of
+    /// the shutdown deadline.
+    pub fn stop_writes(&self) {
+        self.ctx.close_writes_at(tokio::time::Instant::now());
     }
 
     /// The hook writing the SQL dead-letter record.
@@ -293,7 +333,8 @@ impl Worker {
     }
 
     /// Runs jobs from `queue` until `shutdown` resolves, then stops fetching and waits up to
-    /// the shutdown deadline for running cycles (their locks are released as they finish).
+    /// the shutdown deadline for running cycles (their locks are released as they finish). No
+    /// exchange write starts after three quarters of the deadline.
     pub async fn run<F>(self, queue: StreamQueue, shutdown: F) -> Result<(), WorkerError>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -302,6 +343,7 @@ impl Worker {
         let concurrency = self.ctx.settings.concurrency;
         let deadline = self.ctx.settings.shutdown_deadline;
         let worker = self.clone();
+        let ctx = self.ctx.clone();
         let monitor = Monitor::new()
             .register(move |_restarts| {
                 WorkerBuilder::new(name.clone())
@@ -315,6 +357,9 @@ impl Worker {
         monitor
             .run_with_signal(async move {
                 shutdown.await;
+                tracing::info!(?deadline, "shutting down: waiting for running cycles");
+                // Writes stop at three quarters of the deadline; the rest lets cycles record.
+                ctx.close_writes_at(tokio::time::Instant::now() + deadline * 3 / 4);
                 Ok(())
             })
             .await
@@ -529,7 +574,10 @@ impl Worker {
             d.llm.as_deref(),
             &spec,
             &state,
-            &LockGate(guard),
+            &LockGate {
+                guard,
+                ctx: &self.ctx,
+            },
             &ExecutionSettings::default(),
         )
         .await?;
