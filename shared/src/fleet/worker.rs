@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_core::error::{BoxDynError, RetryAfterError};
+use chrono::SubsecRound;
 use redis::aio::ConnectionManager;
 use rust_decimal::prelude::ToPrimitive;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -445,39 +446,35 @@ impl Worker {
                 .await?;
             return Ok(JobOutcome::Skipped);
         }
-        let result = self.locked(job, info, &sub, &run).await;
-        if let Err(e) = &result {
-            self.mark_failed(&run, e, info).await;
-        }
-        result
+        self.locked(job, info, &sub, &run).await
     }
 
-    /// A failed attempt's run: back to `enqueued` when it will be retried, else `failed`.
-    async fn mark_failed(&self, run: &cycle_run::Model, e: &JobError, info: &JobInfo) {
-        let store = &self.ctx.deps.store;
-        let res = if e.is_retryable() && !info.is_last_attempt() {
-            store
-                .set_run_status(run.id, RunStatus::Enqueued)
-                .await
-                .map(|_| ())
+    /// A failed attempt's run, if it is still the one this attempt started (running under
+    /// `fence`): back to `enqueued` when it will be retried, else `failed`. A run another worker
+    /// has since taken over or finished is left alone.
+    async fn mark_failed(&self, run_id: i64, fence: i64, e: &JobError, info: &JobInfo) {
+        use sea_orm::sea_query::Expr;
+        let retry = e.is_retryable() && !info.is_last_attempt();
+        let mut update = cycle_run::Entity::update_many()
+            .col_expr(cycle_run::Column::Error, Expr::value(Some(e.to_string())));
+        update = if retry {
+            update.col_expr(cycle_run::Column::Status, Expr::value(RunStatus::Enqueued))
         } else {
-            store
-                .finish_run(
-                    run.id,
-                    &RunOutcome {
-                        status: RunStatus::Failed,
-                        signal: None,
-                        confidence: None,
-                        analysis: None,
-                        error: Some(e.to_string()),
-                    },
-                    self.ctx.deps.clock.now(),
+            update
+                .col_expr(cycle_run::Column::Status, Expr::value(RunStatus::Failed))
+                .col_expr(
+                    cycle_run::Column::FinishedAt,
+                    Expr::value(Some(self.ctx.deps.clock.now())),
                 )
-                .await
-                .map(|_| ())
         };
+        let res = update
+            .filter(cycle_run::Column::Id.eq(run_id))
+            .filter(cycle_run::Column::Status.eq(RunStatus::Running))
+            .filter(cycle_run::Column::FencingToken.eq(fence))
+            .exec(self.ctx.deps.store.connection())
+            .await;
         if let Err(err) = res {
-            tracing::warn!(run_id = run.id, error = %err, "cannot record the failed attempt");
+            tracing::warn!(run_id, error = %err, "cannot record the failed attempt");
         }
     }
 
@@ -503,6 +500,10 @@ impl Worker {
         };
         d.metrics.lock(LockEvent::Acquired);
         let result = self.cycle(job, info, sub, run, &guard).await;
+        if let Err(e) = &result {
+            let fence = i64::try_from(guard.fencing_token().get()).unwrap_or(i64::MAX);
+            self.mark_failed(run.id, fence, e, info).await;
+        }
         if matches!(
             &result,
             Err(JobError::Cycle(CycleError::Execution(
@@ -526,10 +527,7 @@ impl Worker {
         guard: &LockGuard,
     ) -> Result<JobOutcome, JobError> {
         let d = &self.ctx.deps;
-        let fence = i64::try_from(guard.fencing_token().get()).map_err(|_| JobError::Config {
-            subscription_id: sub.id,
-            message: "fencing token out of range".into(),
-        })?;
+        let fence = i64::try_from(guard.fencing_token().get()).unwrap_or(i64::MAX);
         let started = d.clock.now();
         d.metrics.schedule_lateness(job.slot, started);
         let attempt = i32::try_from(info.attempt).unwrap_or(i32::MAX);
@@ -741,15 +739,19 @@ impl DeadLetterHook for SqlDeadLetters {
                 )
                 .await?;
         }
-        if let Some(job) = job
-            && let Some(run) = self
-                .store
-                .run_for_slot(job.subscription_id, job.slot)
-                .await?
-            && run.status != RunStatus::Succeeded
-        {
-            self.store
-                .set_run_status(run.id, RunStatus::DeadLettered)
+        // The slot's run, unless it succeeded, was skipped or is running elsewhere (a duplicate
+        // delivery's letter must not touch the run another worker is finishing).
+        if let Some(job) = job {
+            use sea_orm::sea_query::Expr;
+            cycle_run::Entity::update_many()
+                .col_expr(
+                    cycle_run::Column::Status,
+                    Expr::value(RunStatus::DeadLettered),
+                )
+                .filter(cycle_run::Column::SubscriptionId.eq(job.subscription_id))
+                .filter(cycle_run::Column::Slot.eq(job.slot.trunc_subsecs(6)))
+                .filter(cycle_run::Column::Status.is_in([RunStatus::Enqueued, RunStatus::Failed]))
+                .exec(self.store.connection())
                 .await?;
         }
         Ok(())
