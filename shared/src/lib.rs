@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod exchange;
+pub mod fleet;
 pub mod lock;
 pub mod queue;
 pub mod store;

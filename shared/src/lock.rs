@@ -51,6 +51,21 @@ end
 return 0
 ";
 
+/// Like `ACQUIRE_LUA`, but first raises the fencing counter to at least `ARGV[3]` (the newest
+/// token the store committed), so a counter lost with Redis data never hands out a token the
+/// store would refuse.
+const ACQUIRE_FLOOR_LUA: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local current = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+  local floor = tonumber(ARGV[3]) or 0
+  if current < floor then
+    redis.call('SET', KEYS[2], ARGV[3])
+  end
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+";
+
 const RENEW_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -123,6 +138,7 @@ impl fmt::Display for FencingToken {
 #[derive(Debug)]
 struct Scripts {
     acquire: Script,
+    acquire_floor: Script,
     renew: Script,
     release: Script,
 }
@@ -164,6 +180,7 @@ impl LockManager {
             prefix: Arc::from(key_prefix),
             scripts: Arc::new(Scripts {
                 acquire: Script::new(ACQUIRE_LUA),
+                acquire_floor: Script::new(ACQUIRE_FLOOR_LUA),
                 renew: Script::new(RENEW_LUA),
                 release: Script::new(RELEASE_LUA),
             }),
@@ -186,7 +203,21 @@ impl LockManager {
         sub_id: impl fmt::Display,
         ttl: Duration,
     ) -> Result<Option<LockGuard>, LockError> {
-        self.acquire_inner(&sub_id, ttl, true).await
+        self.acquire_inner(&sub_id.to_string(), ttl, true, None)
+            .await
+    }
+
+    /// Like [`LockManager::acquire`], but the fencing token handed out is above `floor` (the
+    /// newest token the store has committed for the subscription): if Redis lost the counter,
+    /// it restarts above `floor` instead of at 1. Renewed like `acquire`.
+    pub async fn acquire_with_floor(
+        &self,
+        sub_id: impl fmt::Display,
+        ttl: Duration,
+        floor: u64,
+    ) -> Result<Option<LockGuard>, LockError> {
+        self.acquire_inner(&sub_id.to_string(), ttl, true, Some(floor))
+            .await
     }
 
     /// Like [`LockManager::acquire`] but without renewal: a lease that ends after `ttl`
@@ -196,7 +227,8 @@ impl LockManager {
         sub_id: impl fmt::Display,
         ttl: Duration,
     ) -> Result<Option<LockGuard>, LockError> {
-        self.acquire_inner(&sub_id, ttl, false).await
+        self.acquire_inner(&sub_id.to_string(), ttl, false, None)
+            .await
     }
 
     /// Retries [`LockManager::acquire`] with growing pauses (20 ms doubling to 250 ms, with
@@ -210,7 +242,10 @@ impl LockManager {
         let deadline = Instant::now() + max_wait.min(MAX_TTL);
         let mut pause = Duration::from_millis(20);
         loop {
-            if let Some(guard) = self.acquire_inner(&sub_id, ttl, true).await? {
+            if let Some(guard) = self
+                .acquire_inner(&sub_id.to_string(), ttl, true, None)
+                .await?
+            {
                 return Ok(Some(guard));
             }
             let now = Instant::now();
@@ -226,9 +261,10 @@ impl LockManager {
 
     async fn acquire_inner(
         &self,
-        sub_id: &dyn fmt::Display,
+        sub_id: &str,
         ttl: Duration,
         renew: bool,
+        floor: Option<u64>,
     ) -> Result<Option<LockGuard>, LockError> {
         if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
             return Err(LockError::InvalidTtl { ttl });
@@ -239,8 +275,14 @@ impl LockManager {
         let token = new_token();
         let sent_at = Instant::now();
         let mut conn = self.conn.clone();
-        let mut invocation = self.scripts.acquire.key(&key);
+        let mut invocation = match floor {
+            Some(_) => self.scripts.acquire_floor.key(&key),
+            None => self.scripts.acquire.key(&key),
+        };
         invocation.key(&fence_key).arg(&token).arg(ttl_ms);
+        if let Some(floor) = floor {
+            invocation.arg(floor);
+        }
         // An answer later than the TTL would be worthless (the lock would already be expired),
         // so the TTL bounds the wait, also while the connection manager is reconnecting.
         let reply = tokio::time::timeout(ttl, invocation.invoke_async::<i64>(&mut conn)).await;

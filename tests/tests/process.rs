@@ -110,17 +110,27 @@ fn unmigrated_database_is_refused_until_migrations_run() {
         .stdout(predicate::str::contains("Pending").not())
         .stdout(predicate::str::contains("m20261121_000004_dead_letters"));
 
-    // Past every check, the binaries say plainly that the runtime is not there yet.
-    for name in ["worker", "scheduler"] {
-        bin(name, dir.path())
-            .env("DATABASE_URL", &url)
-            .assert()
-            .failure()
-            .stderr(predicate::str::contains(
-                "runtime is not available in this build",
-            ))
-            .stderr(predicate::str::contains("migrations up").not());
-    }
+    // Past every check the worker starts (database, schema, Redis, health server); `--check`
+    // stops it at once. The scheduler says plainly that its runtime is not there yet.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let redis = rt.block_on(tradefleet_tests::TestRedis::new()).unwrap();
+    bin("worker", dir.path())
+        .env("DATABASE_URL", &url)
+        .env("REDIS_URL", redis.url())
+        .env("TRADEFLEET__REDIS__KEY_PREFIX", redis.prefix())
+        .env("TRADEFLEET__WORKER__LISTEN", "127.0.0.1:0")
+        .arg("--check")
+        .assert()
+        .success();
+    rt.block_on(redis.close()).unwrap();
+    bin("scheduler", dir.path())
+        .env("DATABASE_URL", &url)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "runtime is not available in this build",
+        ))
+        .stderr(predicate::str::contains("migrations up").not());
 
     bin("migrations", dir.path())
         .args(["--database-url", &url, "down", "--steps", "1"])

@@ -42,6 +42,7 @@
 
 mod candles;
 mod engine;
+mod redis_store;
 mod state;
 
 use std::path::PathBuf;
@@ -64,6 +65,7 @@ use super::registry::{VenueDescriptor, VenueParams};
 use super::{AccountCheck, Exchange, ExchangeError, ExchangeResult};
 
 pub use candles::{BUNDLED_SYMBOL, BaseCandle, CandleSource, ReplaySource};
+pub use redis_store::RedisPaperStore;
 pub use state::{
     FilePaperStore, Liquidity, MemoryPaperStore, PaperFill, PaperPosition, PaperState, PaperStore,
     STATE_VERSION,
