@@ -54,6 +54,39 @@ impl fmt::Debug for Credentials {
     }
 }
 
+impl Credentials {
+    /// Refuse credentials with an empty API key or secret (or, when `passphrase` is given, an
+    /// empty passphrase): `"<venue_display> credentials are incomplete: empty api key, ..."`.
+    pub(crate) fn check_complete(
+        &self,
+        venue: &'static str,
+        venue_display: &str,
+        passphrase: Option<&SecretString>,
+    ) -> ExchangeResult<()> {
+        use secrecy::ExposeSecret;
+        let mut missing = Vec::new();
+        if self.api_key.expose_secret().trim().is_empty() {
+            missing.push("api key");
+        }
+        if self.api_secret.expose_secret().trim().is_empty() {
+            missing.push("api secret");
+        }
+        if passphrase.is_some_and(|p| p.expose_secret().is_empty()) {
+            missing.push("passphrase");
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ExchangeError::Config {
+            venue,
+            message: format!(
+                "{venue_display} credentials are incomplete: empty {}",
+                missing.join(", ")
+            ),
+        })
+    }
+}
+
 /// What the account's key may do, as far as the venue tells (for `credentials verify`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AccountCheck {

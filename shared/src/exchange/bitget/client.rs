@@ -241,25 +241,7 @@ impl BitgetClient {
                               is missing"
                         .into(),
                 })?;
-                let mut missing = Vec::new();
-                if c.api_key.expose_secret().trim().is_empty() {
-                    missing.push("api key");
-                }
-                if c.api_secret.expose_secret().trim().is_empty() {
-                    missing.push("api secret");
-                }
-                if passphrase.expose_secret().is_empty() {
-                    missing.push("passphrase");
-                }
-                if !missing.is_empty() {
-                    return Err(ExchangeError::Config {
-                        venue: VENUE,
-                        message: format!(
-                            "Bitget credentials are incomplete: empty {}",
-                            missing.join(", ")
-                        ),
-                    });
-                }
+                c.check_complete(VENUE, "Bitget", Some(&passphrase))?;
                 Some(Keys {
                     api_key: c.api_key.clone(),
                     secret: c.api_secret.clone(),

@@ -232,22 +232,7 @@ impl HtxClient {
         let keys = match credentials {
             None => None,
             Some(c) => {
-                let mut missing = Vec::new();
-                if c.api_key.expose_secret().trim().is_empty() {
-                    missing.push("api key");
-                }
-                if c.api_secret.expose_secret().trim().is_empty() {
-                    missing.push("api secret");
-                }
-                if !missing.is_empty() {
-                    return Err(ExchangeError::Config {
-                        venue: VENUE,
-                        message: format!(
-                            "HTX credentials are incomplete: empty {}",
-                            missing.join(", ")
-                        ),
-                    });
-                }
+                c.check_complete(VENUE, "HTX", None)?;
                 Some(Keys {
                     access_key: c.api_key.clone(),
                     secret: c.api_secret.clone(),

@@ -280,25 +280,7 @@ impl OkxClient {
                               was created); api key and secret were given, the passphrase is missing"
                         .into(),
                 })?;
-                let mut missing = Vec::new();
-                if c.api_key.expose_secret().trim().is_empty() {
-                    missing.push("api key");
-                }
-                if c.api_secret.expose_secret().trim().is_empty() {
-                    missing.push("api secret");
-                }
-                if passphrase.expose_secret().is_empty() {
-                    missing.push("passphrase");
-                }
-                if !missing.is_empty() {
-                    return Err(ExchangeError::Config {
-                        venue: VENUE,
-                        message: format!(
-                            "OKX credentials are incomplete: empty {}",
-                            missing.join(", ")
-                        ),
-                    });
-                }
+                c.check_complete(VENUE, "OKX", Some(&passphrase))?;
                 Some(Keys {
                     api_key: c.api_key.clone(),
                     secret: c.api_secret.clone(),
