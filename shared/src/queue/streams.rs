@@ -121,6 +121,14 @@ end
 return false
 "#;
 
+const ENQUEUE_AT: &str = r#"
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  return 1
+end
+return 0
+"#;
+
 const ACK: &str = r#"
 local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -293,6 +301,40 @@ impl StreamQueue {
                 Err(e) => return Err(e.into()),
             };
             added += replies.iter().filter(|r| r.is_some()).count();
+        }
+        Ok(added)
+    }
+
+    /// Like [`StreamQueue::enqueue_many`] but each envelope waits in the delayed set until its
+    /// `run_at_ms` (Unix ms); the same dedupe key guards it, so a job id enqueued within the
+    /// dedupe TTL (delayed or not) is not added again. Returns how many were new.
+    pub async fn enqueue_many_at(&self, jobs: &[(Envelope, i64)]) -> Result<usize, QueueError> {
+        let script = Script::new(ENQUEUE_AT);
+        let mut added = 0;
+        let mut c = self.conn.clone();
+        for chunk in jobs.chunks(500) {
+            let mut pipe = redis::pipe();
+            for (e, run_at_ms) in chunk {
+                let member = serde_json::to_string(e)
+                    .map_err(|e| QueueError::Config(format!("cannot encode envelope: {e}")))?;
+                pipe.invoke_script(
+                    script
+                        .key(&self.keys.delayed)
+                        .key(format!("{}{}", self.keys.dedupe_prefix, e.id))
+                        .arg(member)
+                        .arg(*run_at_ms)
+                        .arg(self.settings.dedupe_ttl_s),
+                );
+            }
+            let replies: Vec<i64> = match pipe.query_async(&mut c).await {
+                Ok(r) => r,
+                Err(e) if e.code() == Some("NOSCRIPT") => {
+                    script.prepare_invoke().load_async(&mut c).await?;
+                    pipe.query_async(&mut c).await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            added += replies.iter().filter(|r| **r == 1).count();
         }
         Ok(added)
     }

@@ -4,6 +4,7 @@
 mod analyze;
 mod context;
 mod credentials;
+mod cycle;
 mod dlq;
 mod exchange_cmd;
 mod output;
@@ -77,6 +78,9 @@ enum Command {
     Dlq(dlq::DlqCmd),
     /// A subscription's results: trades, win rate, PnL, drawdown, Sharpe ratio.
     Performance(performance::PerformanceArgs),
+    /// One-off cycles: run (enqueue a manual cycle now, optionally --wait for its result).
+    #[command(subcommand)]
+    Cycle(cycle::CycleCmd),
 }
 
 /// Shared by every command.
@@ -120,6 +124,7 @@ async fn main() -> ExitCode {
         Command::Runs(cmd) => runs::run(&globals, cmd).await,
         Command::Dlq(cmd) => dlq::run(&globals, cmd).await,
         Command::Performance(args) => performance::run(&globals, args).await,
+        Command::Cycle(cmd) => cycle::run(&globals, cmd).await,
     };
     match result {
         Ok(code) => code,
