@@ -331,6 +331,12 @@ impl Scheduler {
             }
             let tx = self.store.begin().await?;
             let moved = sql::advance_many(&tx, &advances, now).await?;
+            if moved.is_empty() && full {
+                // Every row of a full batch lost its compare-and-set: someone else is advancing
+                // them. Reading again would return the same rows; leave them to the next tick.
+                tx.rollback().await?;
+                break;
+            }
             let moved: std::collections::HashSet<i64> = moved.into_iter().collect();
             let won: Vec<&Advance> = advances.iter().filter(|a| moved.contains(&a.id)).collect();
             let runs: Vec<(i64, DateTime<Utc>)> = won.iter().map(|a| (a.id, a.slot)).collect();

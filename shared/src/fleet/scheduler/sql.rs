@@ -43,11 +43,13 @@ fn db(action: &'static str) -> impl FnOnce(sea_orm::DbErr) -> StoreError {
     move |source| StoreError::Db { action, source }
 }
 
-/// Placeholder number `n` (1-based) for `backend`.
+/// Placeholder number `n` (1-based) for `backend`. SQLite gets numbered `?NNN` placeholders:
+/// bare `?` are numbered in order of appearance in the text, which is not the order values are
+/// pushed in when a statement refers to a shared value before the per-row ones.
 fn ph(backend: DbBackend, n: usize) -> String {
     match backend {
         DbBackend::Postgres => format!("${n}"),
-        _ => "?".to_string(),
+        _ => format!("?{n}"),
     }
 }
 
