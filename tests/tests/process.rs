@@ -6,12 +6,15 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use tradefleet_tests::workspace_bin;
+use tradefleet_tests::{TEST_VAULT_KEYS, workspace_bin};
 
-/// The binary `name`, run in `dir` with an empty environment (no stray TRADEFLEET__* values).
+/// The binary `name`, run in `dir` with an empty environment (no stray TRADEFLEET__* values)
+/// but the test vault key.
 fn bin(name: &str, dir: &Path) -> Command {
     let mut cmd = Command::new(workspace_bin(name).unwrap());
-    cmd.env_clear().current_dir(dir);
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("TRADEFLEET__VAULT__KEYS", TEST_VAULT_KEYS);
     cmd
 }
 
@@ -161,4 +164,32 @@ fn unreachable_database_fails_without_leaking_the_password() {
         .failure()
         .stderr(predicate::str::contains("cannot connect"))
         .stderr(predicate::str::contains("hunter2").not());
+}
+
+#[test]
+fn the_worker_refuses_to_start_without_a_vault_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    bin("migrations", dir.path())
+        .env("DATABASE_URL", &url)
+        .arg("up")
+        .assert()
+        .success();
+    bin("worker", dir.path())
+        .env_remove("TRADEFLEET__VAULT__KEYS")
+        .env("DATABASE_URL", &url)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("worker refuses to start"))
+        .stderr(predicate::str::contains(
+            "no vault key configured: set TRADEFLEET__VAULT__KEYS or TRADEFLEET__VAULT__KEYS_FILE",
+        ));
+    // A key that is not 32 bytes of base64 is refused too, and not echoed.
+    bin("worker", dir.path())
+        .env("TRADEFLEET__VAULT__KEYS", "k1:c2hvcnQ=")
+        .env("DATABASE_URL", &url)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("worker refuses to start"))
+        .stderr(predicate::str::contains("c2hvcnQ").not());
 }

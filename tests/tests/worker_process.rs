@@ -93,6 +93,7 @@ async fn the_binary_runs_a_cycle_and_stops_on_sigterm() {
         .current_dir(dir.path())
         .env("DATABASE_URL", db.url())
         .env("REDIS_URL", redis.url())
+        .env("TRADEFLEET__VAULT__KEYS", tradefleet_tests::TEST_VAULT_KEYS)
         .env("TRADEFLEET__REDIS__KEY_PREFIX", redis.prefix())
         .env("TRADEFLEET__WORKER__LISTEN", format!("127.0.0.1:{port}"))
         .env("TRADEFLEET__WORKER__CONCURRENCY", "2")

@@ -82,6 +82,8 @@ async fn shutdown_signal() {
 }
 
 async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    // The worker opens exchange credentials, so it needs the vault keys before anything else.
+    let keyring = Arc::new(KeyRing::from_config(&config.vault).context("worker refuses to start")?);
     let store = tradefleet::store::connect_config(&config.database).await?;
     tradefleet_migrations::check_current(store.connection())
         .await
@@ -101,11 +103,6 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let keyring = if config.vault.keys.is_some() || config.vault.keys_file.is_some() {
-        Some(Arc::new(KeyRing::from_config(&config.vault)?))
-    } else {
-        None
-    };
     let llm = tradefleet::bot::llm::LlmAdvisor::from_config(&config.llm)?.map(Arc::new);
     let settings = WorkerSettings::from_config(&config.worker);
     let worker = Worker::new(
@@ -114,7 +111,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             locks,
             redis: redis.clone(),
             key_prefix: config.redis.key_prefix.clone(),
-            keyring,
+            keyring: Some(keyring),
             llm,
             metrics: metrics.clone(),
             clock: Arc::new(SystemClock),
