@@ -14,10 +14,10 @@ use tradefleet_migrations::Migrator;
 
 /// Default admin URL for creating per-test databases (override with `TEST_DATABASE_ADMIN_URL`).
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-/// Default Redis for tests (override with `TEST_REDIS_URL`).
 /// A vault key ring (`TRADEFLEET__VAULT__KEYS`) for processes spawned by tests: fixed, public,
 /// good for nothing but tests.
 pub const TEST_VAULT_KEYS: &str = "test:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// Default Redis for tests (override with `TEST_REDIS_URL`).
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// Which SQL backend a [`TestDb`] runs on.
