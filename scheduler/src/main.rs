@@ -122,6 +122,13 @@ async fn run(config: Config, listen: SocketAddr, store: Store) -> anyhow::Result
         telemetry::serve(listen, metrics.clone(), readiness, shutdown).await?
     };
 
+    let sampler = telemetry::Sampler {
+        metrics: metrics.clone(),
+        queue: queue.clone(),
+        store: Some(store.clone()),
+        every: telemetry::SAMPLE_EVERY,
+    }
+    .spawn(stop_rx.clone());
     let mut scheduler = Scheduler::new(
         store.clone(),
         queue,
@@ -168,6 +175,7 @@ async fn run(config: Config, listen: SocketAddr, store: Store) -> anyhow::Result
         tracing::warn!(error = %e, "could not release the leader lease; it expires by itself");
     }
     let _ = stop_tx.send(true);
+    let _ = sampler.await;
     health.stopped().await;
     store.close().await.ok();
     tracing::info!("scheduler stopped");

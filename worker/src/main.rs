@@ -128,6 +128,13 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         .listen
         .parse()
         .context("worker.listen is not an address")?;
+    let sampler = telemetry::Sampler {
+        metrics: metrics.clone(),
+        queue: queue.clone(),
+        store: Some(store.clone()),
+        every: telemetry::SAMPLE_EVERY,
+    }
+    .spawn(stop_rx.clone());
     let ready_store = store.clone();
     let ready_redis = redis.clone();
     let mut health_stop = stop_rx.clone();
@@ -173,6 +180,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     } else {
         let _ = stop_tx.send(true);
     }
+    let _ = sampler.await;
     health.stopped().await;
     store.close().await.ok();
     tracing::info!("worker stopped");

@@ -7,11 +7,12 @@
 //! only resumed when this slot's own entry order is found on the venue (a retried job).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::crawl::{CandleCache, CrawlError, CrawlRequest, crawl};
 use super::execution::{
@@ -84,6 +85,20 @@ pub struct CycleOutcome {
     pub notes: Vec<String>,
     /// Milliseconds per stage (crawl, analyze, signal, size, execute).
     pub stage_ms: BTreeMap<&'static str, u64>,
+    /// The same stages at full precision, for the cycle-duration histogram.
+    #[serde(skip)]
+    pub stage_durations: BTreeMap<&'static str, Duration>,
+}
+
+impl CycleOutcome {
+    fn stage_done(&mut self, stage: &'static str, started: Instant) {
+        let elapsed = started.elapsed();
+        self.stage_ms.insert(
+            stage,
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        );
+        self.stage_durations.insert(stage, elapsed);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,10 +130,6 @@ impl CycleError {
     }
 }
 
-fn ms_since(t: Instant) -> u64 {
-    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
 fn confidence(signal: &Signal) -> Decimal {
     Decimal::try_from(signal.confidence())
         .map(|d| d.round_dp(4))
@@ -148,13 +159,18 @@ pub async fn run_cycle(
         balance: None,
         notes: Vec::new(),
         stage_ms: BTreeMap::new(),
+        stage_durations: BTreeMap::new(),
     };
     let mut pnls = state.trade_pnls_newest_first.clone();
 
     // 1. Reconcile what we believe with what the venue says.
     let t = Instant::now();
+    let span = tracing::info_span!("cycle.reconcile");
     if let Some(tracked) = &state.tracked {
-        match reconcile(exchange, tracked, gate).await? {
+        match reconcile(exchange, tracked, gate)
+            .instrument(span.clone())
+            .await?
+        {
             Reconciled::Open { quantity } => {
                 if quantity != tracked.quantity {
                     out.notes.push(format!(
@@ -172,13 +188,17 @@ pub async fn run_cycle(
             }
         }
     }
-    let balance = exchange.balance(spec.symbol.settle()).await?;
+    let balance = exchange
+        .balance(spec.symbol.settle())
+        .instrument(span.clone())
+        .await?;
     let venue_position = exchange
         .positions(Some(spec.symbol))
+        .instrument(span)
         .await?
         .into_iter()
         .find(|p| p.symbol == *spec.symbol && p.quantity > Decimal::ZERO);
-    out.stage_ms.insert("reconcile", ms_since(t));
+    out.stage_done("reconcile", t);
 
     // 2. Circuit breakers.
     let equity = balance.equity;
@@ -214,23 +234,29 @@ pub async fn run_cycle(
             now: spec.now,
         },
     )
+    .instrument(tracing::info_span!("cycle.crawl"))
     .await?;
-    out.stage_ms.insert("crawl", ms_since(t));
+    out.stage_done("crawl", t);
 
     // 4. Analyze.
     let t = Instant::now();
     let refs: Vec<(Timeframe, &[Candle])> =
         series.iter().map(|(tf, c)| (*tf, c.as_slice())).collect();
-    let view = MarketView::new(&refs, venue_position.as_ref())?;
-    for frame in view.frames() {
-        out.analysis
-            .insert(frame.timeframe(), frame.snapshot().clone());
-    }
-    out.stage_ms.insert("analyze", ms_since(t));
+    let view = tracing::info_span!("cycle.analyze").in_scope(|| {
+        let view = MarketView::new(&refs, venue_position.as_ref())?;
+        for frame in view.frames() {
+            out.analysis
+                .insert(frame.timeframe(), frame.snapshot().clone());
+        }
+        Ok::<_, CycleError>(view)
+    })?;
+    out.stage_done("analyze", t);
 
     // 5. Signal (and the LLM's advice, which never blocks the cycle).
     let t = Instant::now();
-    let signal = spec.strategy.generate(&view)?;
+    let span = tracing::info_span!("cycle.signal", action = tracing::field::Empty);
+    let signal = span.in_scope(|| spec.strategy.generate(&view))?;
+    span.record("action", signal.action().as_str());
     if let Some(advisor) = llm {
         let input = serde_json::json!({
             "symbol": spec.symbol.to_string(),
@@ -238,12 +264,12 @@ pub async fn run_cycle(
             "signal": &signal,
             "position": venue_position.as_ref().map(|p| p.side.as_str()),
         });
-        match advisor.advise(&input).await {
+        match advisor.advise(&input).instrument(span).await {
             Ok(a) => out.llm = Some(a),
             Err(e) => out.notes.push(format!("LLM advice unavailable: {e}")),
         }
     }
-    out.stage_ms.insert("signal", ms_since(t));
+    out.stage_done("signal", t);
     let action = signal.action();
     out.signal = Some(signal.clone());
 
@@ -264,6 +290,7 @@ pub async fn run_cycle(
         _ => None,
     };
     let t = Instant::now();
+    let execute_span = tracing::info_span!("cycle.execute");
     match (&out.tracked, &venue_position) {
         // Our position is open: CLOSE, or an opposite signal, closes it; anything else holds.
         (Some(tracked), _) => {
@@ -284,6 +311,7 @@ pub async fn run_cycle(
                     gate,
                     settings,
                 )
+                .instrument(execute_span.clone())
                 .await?;
                 out.notes.push(format!(
                     "{} signal closed the {} position",
@@ -304,7 +332,10 @@ pub async fn run_cycle(
         (None, existing) => {
             if let Some(side) = wanted_side {
                 let t_size = Instant::now();
-                let instrument = exchange.instrument(spec.symbol).await?;
+                let size_span = tracing::info_span!("cycle.size");
+                let instrument = Exchange::instrument(exchange, spec.symbol)
+                    .instrument(size_span.clone())
+                    .await?;
                 let stats = TradeStats::from_pnls(pnls.iter().copied());
                 let llm_rec = out.llm.as_ref().and_then(|a| {
                     a.position_size_pct.map(|pct| LlmRecommendation {
@@ -312,21 +343,23 @@ pub async fn run_cycle(
                         confidence: a.confidence,
                     })
                 });
-                let decision = size_position(&SizingInput {
-                    config: &spec.risk.capital,
-                    instrument: &instrument,
-                    equity: balance.equity,
-                    available: balance.available,
-                    peak_equity: peak,
-                    entry_price: signal.entry(),
-                    stop_loss: signal.stop_loss(),
-                    leverage: spec.leverage,
-                    open_exposure: state.open_exposure,
-                    trade_stats: &stats,
-                    llm: llm_rec.as_ref(),
-                    confidence: confidence(&signal),
+                let decision = size_span.in_scope(|| {
+                    size_position(&SizingInput {
+                        config: &spec.risk.capital,
+                        instrument: &instrument,
+                        equity: balance.equity,
+                        available: balance.available,
+                        peak_equity: peak,
+                        entry_price: signal.entry(),
+                        stop_loss: signal.stop_loss(),
+                        leverage: spec.leverage,
+                        open_exposure: state.open_exposure,
+                        trade_stats: &stats,
+                        llm: llm_rec.as_ref(),
+                        confidence: confidence(&signal),
+                    })
                 });
-                out.stage_ms.insert("size", ms_since(t_size));
+                out.stage_done("size", t_size);
                 // A retried job whose entry already filled resumes with the venue's quantity.
                 let resume_qty = existing.as_ref().map(|p| p.quantity);
                 let plan_qty = match (&decision, resume_qty) {
@@ -353,8 +386,9 @@ pub async fn run_cycle(
                         stop_loss,
                         take_profit: signal.take_profit(),
                     };
-                    let report =
-                        execute_entry(exchange, &instrument, &plan, gate, settings).await?;
+                    let report = execute_entry(exchange, &instrument, &plan, gate, settings)
+                        .instrument(execute_span.clone())
+                        .await?;
                     if report.filled_quantity > Decimal::ZERO && !report.closed_without_stop {
                         let entry_fee = report
                             .orders
@@ -385,7 +419,7 @@ pub async fn run_cycle(
             }
         }
     }
-    out.stage_ms.insert("execute", ms_since(t));
+    out.stage_done("execute", t);
     out.balance = Some(exchange.balance(spec.symbol.settle()).await?);
     Ok(out)
 }

@@ -22,6 +22,24 @@ fn role_letter(role: OrderRole) -> char {
     }
 }
 
+/// The role encoded in a client order id made by [`client_order_id`], or `None` for any other id
+/// (an order placed by hand, another tool's format).
+pub fn role_of(id: &str) -> Option<OrderRole> {
+    let rest = id.strip_prefix("tf")?;
+    // 8 base36 digits of the slot, then the subscription id's decimal digits, then the letter.
+    let rest = rest.get(8..)?;
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    let mut chars = rest.chars();
+    let role = match chars.next()? {
+        'e' => OrderRole::Entry,
+        's' => OrderRole::StopLoss,
+        't' => OrderRole::TakeProfit,
+        'c' => OrderRole::Close,
+        _ => return None,
+    };
+    chars.all(|c| c.is_ascii_digit()).then_some(role)
+}
+
 fn base36(mut n: u64) -> String {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     if n == 0 {
@@ -86,6 +104,20 @@ mod tests {
     }
 
     #[test]
+    fn foreign_ids_have_no_role() {
+        for id in [
+            "",
+            "tf",
+            "tf0000e",
+            "xx00000000042e",
+            "tf1234567842q",
+            "tf1234567842ex",
+        ] {
+            assert_eq!(role_of(id), None, "{id}");
+        }
+    }
+
+    #[test]
     fn ids_are_deterministic_and_distinct() {
         let a = client_order_id(42, slot(1_795_236_240), OrderRole::Entry, 0).unwrap();
         let b = client_order_id(42, slot(1_795_236_240), OrderRole::Entry, 0).unwrap();
@@ -100,7 +132,9 @@ mod tests {
                     OrderRole::Close,
                 ] {
                     for seq in [0, 1, 12] {
-                        assert!(seen.insert(client_order_id(sub, slot(s), role, seq).unwrap()));
+                        let id = client_order_id(sub, slot(s), role, seq).unwrap();
+                        assert_eq!(role_of(id.as_str()), Some(role), "{id}");
+                        assert!(seen.insert(id));
                     }
                 }
             }

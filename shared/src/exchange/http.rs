@@ -247,6 +247,25 @@ pub fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// The rate-limit headroom (0..=1) each venue's limiter last showed, by registry name, for the
+/// `tradefleet_exchange_rate_limit_headroom_ratio` gauge. Venue instances are short-lived (one per
+/// cycle), so the latest reading of any instance stands for the venue.
+static LAST_HEADROOM: Mutex<Vec<(&'static str, f64)>> = Mutex::new(Vec::new());
+
+fn record_headroom(venue: &'static str, headroom: f64) {
+    let mut last = LAST_HEADROOM.lock().unwrap_or_else(|e| e.into_inner());
+    match last.iter_mut().find(|(v, _)| *v == venue) {
+        Some(slot) => slot.1 = headroom,
+        None => last.push((venue, headroom)),
+    }
+}
+
+/// The headroom `venue`'s limiter showed around its latest request, if it made one.
+pub fn last_headroom(venue: &str) -> Option<f64> {
+    let last = LAST_HEADROOM.lock().unwrap_or_else(|e| e.into_inner());
+    last.iter().find(|(v, _)| *v == venue).map(|(_, h)| *h)
+}
+
 /// Install the one rustls crypto provider (ring) for the process. Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -335,6 +354,7 @@ impl VenueHttp {
     ) -> Result<RawResponse, ExchangeError> {
         self.limiter.acquire(weight).await;
         let venue = self.venue;
+        record_headroom(venue, self.limiter.headroom());
         let transport = |e: reqwest::Error| {
             // Never include the URL: query strings of signed requests carry signatures.
             let e = e.without_url();
@@ -358,6 +378,7 @@ impl VenueHttp {
         if status.as_u16() == 429 || status.as_u16() == 418 {
             self.limiter.drain();
         }
+        record_headroom(venue, self.limiter.headroom());
         Ok(RawResponse {
             status,
             headers,

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod http;
 pub mod idempotent;
+pub mod instrumented;
 pub mod precision;
 pub mod registry;
 pub mod wire;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::SchedulerConfig;
@@ -352,7 +353,10 @@ impl Scheduler {
                 .iter()
                 .map(|a| skipped.get(&a.id).copied().unwrap_or(0))
                 .sum::<u64>();
-            report.enqueued += self.enqueue_jobs(&runs, now).await?;
+            report.enqueued += self
+                .enqueue_jobs(&runs, now)
+                .instrument(tracing::info_span!("queue.enqueue", jobs = runs.len()))
+                .await?;
             if !full {
                 break;
             }

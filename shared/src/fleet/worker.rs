@@ -40,6 +40,7 @@ use crate::clock::Clock;
 use crate::config::WorkerConfig;
 use crate::domain::Symbol;
 use crate::exchange::http::HttpSettings;
+use crate::exchange::instrumented::Instrumented;
 use crate::exchange::paper::{
     CandleSource, PaperExchange, PaperSettings, RedisPaperStore, ReplaySource,
 };
@@ -493,6 +494,7 @@ impl Worker {
         let Some(guard) = d
             .locks
             .acquire_with_floor(sub.id, self.ctx.settings.lock_ttl, floor)
+            .instrument(tracing::info_span!("lock.acquire"))
             .await?
         else {
             d.metrics.lock(LockEvent::Contended);
@@ -566,6 +568,7 @@ impl Worker {
             now: started,
         };
         let t = Instant::now();
+        let exchange: Arc<dyn Exchange> = Arc::new(Instrumented::new(exchange, d.metrics.clone()));
         let outcome = run_cycle(
             exchange.as_ref(),
             &self.ctx.cache,
@@ -578,12 +581,15 @@ impl Worker {
             },
             &ExecutionSettings::default(),
         )
+        .instrument(tracing::info_span!("cycle.run", exchange = %sub.exchange))
         .await?;
         self.stage_metrics(&sub.exchange, &outcome);
+        outcome_metrics(&d.metrics, &sub.exchange, &outcome);
 
         let t_record = Instant::now();
         guard.ensure_held()?;
-        let tx = d.store.begin().await?;
+        let record_span = tracing::info_span!("db.record", otel.kind = "client");
+        let tx = d.store.begin().instrument(record_span.clone()).await?;
         record_outcome(
             &tx,
             &RecordContext {
@@ -595,8 +601,9 @@ impl Worker {
             },
             &outcome,
         )
+        .instrument(record_span.clone())
         .await?;
-        tx.commit().await?;
+        tx.commit().instrument(record_span).await?;
         d.metrics
             .cycle_stage(&sub.exchange, CycleStage::Record, t_record.elapsed());
         d.metrics
@@ -606,11 +613,8 @@ impl Worker {
 
     fn stage_metrics(&self, exchange: &str, outcome: &CycleOutcome) {
         for stage in CycleStage::ALL {
-            if let Some(ms) = outcome.stage_ms.get(stage.as_str()) {
-                self.ctx
-                    .deps
-                    .metrics
-                    .cycle_stage(exchange, stage, Duration::from_millis(*ms));
+            if let Some(elapsed) = outcome.stage_durations.get(stage.as_str()) {
+                self.ctx.deps.metrics.cycle_stage(exchange, stage, *elapsed);
             }
         }
     }
@@ -665,6 +669,24 @@ impl Worker {
             ..VenueParams::default()
         };
         Ok(build_exchange(descriptor.name, &params)?)
+    }
+}
+
+/// What the cycle's outcome says beyond the venue calls: a tripped breaker, and orders an
+/// earlier attempt had already placed (placements themselves count in [`Instrumented`]).
+fn outcome_metrics(metrics: &Metrics, exchange: &str, outcome: &CycleOutcome) {
+    if let Some(trip) = &outcome.breaker {
+        metrics.breaker_tripped(trip.breaker);
+    }
+    let orders = outcome.execution.iter().flat_map(|r| r.orders.iter());
+    for o in orders.chain(outcome.close_order.iter()) {
+        if !o.placed_now {
+            metrics.order(
+                exchange,
+                o.role,
+                crate::telemetry::OrderOutcome::AlreadyPlaced,
+            );
+        }
     }
 }
 

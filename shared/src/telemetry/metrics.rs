@@ -13,6 +13,7 @@ use super::TelemetryError;
 use super::process::ProcessCollector;
 use crate::bot::order_ids::OrderRole;
 use crate::bot::risk::Breaker;
+use crate::exchange::instrumented::ENDPOINTS;
 use crate::exchange::{ExchangeError, venues};
 use crate::queue::job::Trigger;
 
@@ -87,6 +88,13 @@ pub enum QueueState {
 }
 
 impl QueueState {
+    pub const ALL: [QueueState; 4] = [
+        QueueState::Waiting,
+        QueueState::InFlight,
+        QueueState::Delayed,
+        QueueState::Dead,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             QueueState::Waiting => "waiting",
@@ -202,6 +210,7 @@ pub struct Metrics {
     exchange_request_duration: HistogramVec,
     exchange_rate_limit_headroom: prometheus::GaugeVec,
     orders: IntCounterVec,
+    order_fills: IntCounterVec,
     breaker_trips: IntCounterVec,
     positions_without_stop_loss: IntGauge,
 }
@@ -334,6 +343,12 @@ impl Metrics {
                 "Orders by role and outcome (placed, already_placed or the error kind).",
                 &["venue", "role", "outcome"],
             )?,
+            order_fills: counter_vec(
+                &r,
+                "tradefleet_order_fills_total",
+                "Orders that came back (partly) filled when placed, by role.",
+                &["venue", "role"],
+            )?,
             breaker_trips: counter_vec(
                 &r,
                 "tradefleet_circuit_breaker_trips_total",
@@ -373,6 +388,33 @@ impl Metrics {
             Breaker::ConsecutiveLosses,
         ] {
             self.breaker_trips.with_label_values(&[breaker.as_str()]);
+        }
+        for state in QueueState::ALL {
+            self.queue_depth.with_label_values(&[state.as_str()]);
+        }
+        for venue in venues() {
+            let venue = venue.name;
+            for stage in CycleStage::ALL {
+                self.cycle_duration
+                    .with_label_values(&[venue, stage.as_str()]);
+            }
+            for endpoint in ENDPOINTS {
+                self.exchange_requests
+                    .with_label_values(&[venue, endpoint, "ok"]);
+                self.exchange_request_duration
+                    .with_label_values(&[venue, endpoint]);
+            }
+            // A limiter starts with its whole budget.
+            self.exchange_rate_limit_headroom
+                .with_label_values(&[venue])
+                .set(1.0);
+            for role in OrderRole::ALL {
+                for outcome in ["placed", "already_placed"] {
+                    self.orders
+                        .with_label_values(&[venue, role.as_str(), outcome]);
+                }
+                self.order_fills.with_label_values(&[venue, role.as_str()]);
+            }
         }
     }
 
@@ -477,6 +519,13 @@ impl Metrics {
     pub fn order(&self, venue: &str, role: OrderRole, outcome: OrderOutcome<'_>) {
         self.orders
             .with_label_values(&[venue_label(venue), role.as_str(), outcome.as_str()])
+            .inc();
+    }
+
+    /// An order came back from placement with `filled` base quantity already filled.
+    pub fn order_filled(&self, venue: &str, role: OrderRole) {
+        self.order_fills
+            .with_label_values(&[venue_label(venue), role.as_str()])
             .inc();
     }
 

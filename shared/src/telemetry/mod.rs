@@ -11,6 +11,7 @@ mod metrics;
 mod otlp;
 mod process;
 mod propagation;
+mod sampler;
 mod server;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ pub use metrics::{
     CycleStage, JobEvent, LockEvent, Metrics, OrderOutcome, QueueState, RequestOutcome,
 };
 pub use propagation::{inject_current, set_parent_from};
+pub use sampler::{SAMPLE_EVERY, Sampler, positions_without_stop_loss};
 pub use server::{HealthServer, serve};
 
 /// Why telemetry could not be set up or served.
