@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: makes sure PostgreSQL and Redis are reachable (starting or installing
-# them when it can), then runs rustfmt, clippy and every test of the workspace.
+# them when it can), then runs rustfmt, clippy, the promtool checks of deploy/prometheus
+# (scripts/check-observability.sh, which installs prometheus when missing: the observability
+# test starts a real one) and every test of the workspace.
 #
 #   TEST_DATABASE_ADMIN_URL  PostgreSQL URL of a user that may CREATE DATABASE
 #                            (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -124,6 +126,8 @@ say "cargo fmt --all --check"
 cargo fmt --all --check
 say "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+say "checking the Prometheus config and alert rules (installs prometheus when missing)"
+scripts/check-observability.sh
 say "building the binaries the process tests run"
 # Exactly the command the test harness runs (tests/src/lib.rs `workspace_bin`), so its own build
 # finds everything fresh: a different package selection resolves features differently and would
