@@ -2,6 +2,8 @@
 //! SQLite, dropped afterwards), a Redis connection with a private key prefix, and the workspace
 //! binaries for process tests. Nothing here touches the network beyond loopback services.
 
+pub mod fleet;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
