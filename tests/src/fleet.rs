@@ -51,11 +51,21 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-/// `n` active PAPER subscriptions (XRP/USDT, 5m, the `rsi_bollinger` bot) due 10 s ago, every
-/// `interval_seconds`. Returns their ids.
+/// `rsi_bollinger` configs that open a position on the bundled PAPER data whatever its last
+/// candles look like: with bands of almost no width and thresholds at the extremes, the first
+/// buys when the close is under its 20-candle mean, the second sells when it is over it.
+pub fn trading_configs() -> [serde_json::Value; 2] {
+    [
+        json!({"oversold": 99.0, "overbought": 99.5, "bb_deviations": 0.0001}),
+        json!({"oversold": 0.5, "overbought": 1.0, "bb_deviations": 0.0001}),
+    ]
+}
+
+/// One active PAPER subscription (XRP/USDT, 5m, the `rsi_bollinger` bot) per strategy config,
+/// due 10 s ago, every `interval_seconds`. Returns their ids.
 pub async fn paper_subscriptions(
     store: &Store,
-    n: usize,
+    strategy_configs: &[serde_json::Value],
     interval_seconds: i64,
 ) -> anyhow::Result<Vec<i64>> {
     let now = Utc::now();
@@ -71,8 +81,8 @@ pub async fn paper_subscriptions(
             now,
         )
         .await?;
-    let mut ids = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut ids = Vec::with_capacity(strategy_configs.len());
+    for config in strategy_configs {
         let sub = store
             .create_subscription(
                 &NewSubscription {
@@ -83,7 +93,7 @@ pub async fn paper_subscriptions(
                     timeframes: vec![Timeframe::M5],
                     interval_seconds,
                     leverage: Decimal::from(2),
-                    strategy_config: json!({}),
+                    strategy_config: config.clone(),
                     execution_config: json!({}),
                     risk_config: json!({}),
                     testnet: false,

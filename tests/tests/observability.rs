@@ -11,16 +11,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
-use tradefleet::store::{RunFilter, RunStatus};
+use tradefleet::store::{PositionStatus, RunFilter, RunStatus, position};
+use tradefleet::telemetry::positions_without_stop_loss;
 use tradefleet_tests::fleet::{
-    free_port, http_get, paper_subscriptions, spawn_scheduler, spawn_worker, url_encode,
+    free_port, http_get, paper_subscriptions, spawn_scheduler, spawn_worker, trading_configs,
+    url_encode,
 };
 use tradefleet_tests::{TestDb, TestRedis};
 
 /// Only a failing test waits this long.
-const PATIENCE: Duration = Duration::from_secs(50);
-const SUBSCRIPTIONS: usize = 3;
+const PATIENCE: Duration = Duration::from_secs(45);
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -169,7 +171,9 @@ fn dashboard_queries() -> Vec<(String, String, String)> {
 async fn every_dashboard_and_rule_query_works_against_a_live_fleet() {
     let db = TestDb::postgres().await.unwrap();
     let redis = TestRedis::new().await.unwrap();
-    let subs = paper_subscriptions(db.store(), SUBSCRIPTIONS, 300)
+    // One that holds (default config) and two that open a position with SL/TP orders.
+    let [buy, sell] = trading_configs();
+    let subs = paper_subscriptions(db.store(), &[serde_json::json!({}), buy, sell], 300)
         .await
         .unwrap();
     let mut scheduler = spawn_scheduler(&db, &redis, &[]).unwrap();
@@ -235,6 +239,26 @@ async fn every_dashboard_and_rule_query_works_against_a_live_fleet() {
         .scalar("sum(tradefleet_exchange_requests_total{venue=\"paper\",endpoint=\"balance\",outcome=\"ok\"})")
         .unwrap();
     assert!(balance_calls >= 3.0, "{balance_calls}");
+    // The two trading subscriptions: at least one opened a position with its stop-loss.
+    for role in ["entry", "stop_loss"] {
+        let placed = prom
+            .scalar(&format!(
+                "sum(tradefleet_orders_total{{venue=\"paper\",role=\"{role}\",outcome=\"placed\"}})"
+            ))
+            .unwrap();
+        assert!(placed >= 1.0, "{role}: {placed}");
+    }
+    let open_positions = position::Entity::find()
+        .filter(position::Column::Status.eq(PositionStatus::Open))
+        .count(db.conn())
+        .await
+        .unwrap();
+    assert!(open_positions >= 1);
+    assert_eq!(positions_without_stop_loss(db.store()).await.unwrap(), 0);
+    assert_eq!(
+        prom.scalar("max(tradefleet_positions_without_stop_loss)"),
+        Some(0.0)
+    );
     assert_eq!(prom.scalar("max(tradefleet_scheduler_leader)"), Some(1.0));
     assert!(prom.scalar("max(process_resident_memory_bytes)").unwrap() > 1e6);
     let sub_labels = prom
@@ -325,6 +349,30 @@ async fn every_dashboard_and_rule_query_works_against_a_live_fleet() {
         rules.len(),
         failures.join("\n")
     );
+
+    // Cancel the stop-losses on record: the sampled gauge counts the unprotected positions and
+    // the paging alert goes pending.
+    db.conn()
+        .execute_unprepared("UPDATE orders SET status = 'canceled' WHERE role = 'stop_loss'")
+        .await
+        .unwrap();
+    assert_eq!(
+        positions_without_stop_loss(db.store()).await.unwrap(),
+        open_positions
+    );
+    let pending =
+        "count(ALERTS{alertname=\"TradefleetPositionWithoutStopLoss\",alertstate=\"pending\"})";
+    loop {
+        let gauge = prom.scalar("max(tradefleet_positions_without_stop_loss)");
+        if gauge == Some(open_positions as f64) && prom.scalar(pending) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unprotected position never showed: gauge {gauge:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     drop(prom);
     drop(worker);
