@@ -88,7 +88,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     tradefleet_migrations::check_current(store.connection())
         .await
         .context("worker refuses to start")?;
-    let telemetry = telemetry::init("worker", &config.telemetry)?;
+    let telemetry = telemetry::init("tradefleet-worker", &config.telemetry)?;
     let metrics = Arc::new(Metrics::new()?);
     let redis_client = redis::Client::open(config.redis.url.as_str())?;
     let redis = redis::aio::ConnectionManager::new(redis_client).await?;
