@@ -12,6 +12,8 @@ use sea_orm_migration::MigratorTrait;
 use tradefleet::store::{self, Store};
 use tradefleet_migrations::Migrator;
 
+pub mod private;
+
 /// Default admin URL for creating per-test databases (override with `TEST_DATABASE_ADMIN_URL`).
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// A vault key ring (`TRADEFLEET__VAULT__KEYS`) for processes spawned by tests: fixed, public,
