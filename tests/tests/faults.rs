@@ -221,13 +221,10 @@ async fn is_leader(p: &FleetProcess) -> Option<bool> {
         .ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
-        if text.contains("tradefleet_scheduler_leader 1") {
-            Some(true)
-        } else if text.contains("tradefleet_scheduler_leader 0") {
-            Some(false)
-        } else {
-            None
-        }
+        // The sample line, not the HELP text (which reads "1 while this scheduler ...").
+        text.lines()
+            .find_map(|l| l.strip_prefix("tradefleet_scheduler_leader "))
+            .map(|v| v.trim() == "1")
     })
     .await
     .unwrap()
