@@ -342,7 +342,7 @@ impl PrivatePostgres {
         let data = self.data_dir();
         let log = self.dir.path().join("postgres.log");
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c full_page_writes=off",
             self.port,
             self.dir.path().display()

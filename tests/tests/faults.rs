@@ -708,6 +708,13 @@ async fn the_fleet_rides_out_a_postgres_outage() {
 
     pg.stop().await.unwrap();
     let down = Instant::now();
+    // A job popped while the database is down: its attempts fail and are retried.
+    let manual_slot = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    queue(redis.url(), redis.prefix())
+        .await
+        .enqueue(&job(subs[0], manual_slot))
+        .await
+        .unwrap();
     while down.elapsed() < Duration::from_secs(10) {
         for p in workers.iter_mut().chain(std::iter::once(&mut scheduler)) {
             assert!(p.exited().unwrap().is_none(), "{}", p.log_text());
@@ -729,15 +736,26 @@ async fn the_fleet_rides_out_a_postgres_outage() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\nscheduler log:\n{}", scheduler.log_text()));
+    let manual = wait_run(&store, subs[0], manual_slot).await;
+    assert!(manual.attempt >= 2, "the job was not retried: {manual:?}");
     scheduler.signal("TERM").unwrap();
     assert!(scheduler.wait_exit(PATIENCE).await.unwrap().success());
-    let runs = settled(&store).await.unwrap_or_else(|e| {
-        panic!(
-            "{e:#}\nworker logs:\n{}\n{}",
-            workers[0].log_text(),
-            workers[1].log_text()
-        )
-    });
+    let runs = match settled(&store).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            let open: Vec<_> = all_runs(&store)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| !r.status.is_terminal())
+                .collect();
+            panic!(
+                "{e:#}\nunfinished: {open:#?}\nworker logs:\n{}\n{}",
+                workers[0].log_text(),
+                workers[1].log_text()
+            )
+        }
+    };
     let mut conn = redis.conn();
     for (sub, rs) in by_subscription(&runs) {
         let slots: Vec<DateTime<Utc>> = rs.iter().map(|r| r.slot).collect();
