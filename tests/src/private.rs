@@ -45,7 +45,9 @@ where
         if Instant::now() >= deadline {
             bail!(
                 "timed out after {patience:?} waiting for {what}{}",
-                last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -140,14 +142,19 @@ impl PrivateRedis {
             .with_context(|| format!("starting {}", self.binary.display()))?;
         self.child = Some(child);
         let port = self.port;
-        let started = wait_for(START_PATIENCE, "redis-server to answer PING", || async move {
-            Ok(tokio::task::spawn_blocking(move || redis_pings(port))
-                .await?
-                .then_some(()))
-        })
+        let started = wait_for(
+            START_PATIENCE,
+            "redis-server to answer PING",
+            || async move {
+                Ok(tokio::task::spawn_blocking(move || redis_pings(port))
+                    .await?
+                    .then_some(()))
+            },
+        )
         .await;
         if let Err(e) = started {
-            let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
             bail!("{e:#}\nredis-server log:\n{log}");
         }
         Ok(())
