@@ -88,6 +88,9 @@ pub struct SchedulerConfig {
     pub jitter_ms: u64,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub listen: String,
+    /// A run still `enqueued` this long gets its job enqueued again (its job was lost with
+    /// Redis); 0 = 2 x `tick_ms` + 30 s.
+    pub reconcile_after_ms: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -98,6 +101,7 @@ impl Default for SchedulerConfig {
             lease_ttl_ms: 10_000,
             jitter_ms: 0,
             listen: "127.0.0.1:9101".into(),
+            reconcile_after_ms: 0,
         }
     }
 }
@@ -117,6 +121,9 @@ pub struct WorkerConfig {
     pub listen: String,
     /// Worker id; `{host}-{pid}-{random}` when unset, so no two processes share one.
     pub id: Option<String>,
+    /// A job whose worker stopped refreshing it for this long (the process died) is claimed by
+    /// another worker.
+    pub orphan_idle_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -128,6 +135,7 @@ impl Default for WorkerConfig {
             max_attempts: 5,
             listen: "127.0.0.1:9102".into(),
             id: None,
+            orphan_idle_ms: 15_000,
         }
     }
 }
@@ -296,6 +304,9 @@ impl Config {
         }
         if self.worker.lock_ttl_ms < 1_000 {
             return bad("worker.lock_ttl_ms", "must be at least 1000");
+        }
+        if self.worker.orphan_idle_ms < 300 {
+            return bad("worker.orphan_idle_ms", "must be at least 300");
         }
         if self.worker.max_attempts == 0 {
             return bad("worker.max_attempts", "must be at least 1");

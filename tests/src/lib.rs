@@ -14,6 +14,8 @@ use sea_orm_migration::MigratorTrait;
 use tradefleet::store::{self, Store};
 use tradefleet_migrations::Migrator;
 
+pub mod private;
+
 /// Default admin URL for creating per-test databases (override with `TEST_DATABASE_ADMIN_URL`).
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// A vault key ring (`TRADEFLEET__VAULT__KEYS`) for processes spawned by tests: fixed, public,
@@ -411,6 +413,23 @@ fn build_workspace_bins() -> anyhow::Result<PathBuf> {
         "tradefleet-migrations",
         "--bins",
     ]);
+    // The test runner's per-package variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...) must not
+    // leak into this build: build scripts that watch them (ring's does) would then see a change
+    // and rebuild half the graph twice per run, once here and once in the next plain build.
+    for (key, _) in std::env::vars_os() {
+        if let Some(k) = key.to_str()
+            && (k == "CARGO_MANIFEST_DIR"
+                || k == "CARGO_MANIFEST_PATH"
+                || k == "CARGO_CRATE_NAME"
+                || k == "CARGO_PRIMARY_PACKAGE"
+                || k == "CARGO_TARGET_TMPDIR"
+                || k == "CARGO_RUSTC_CURRENT_DIR"
+                || k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_BIN_"))
+        {
+            cmd.env_remove(k);
+        }
+    }
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }

@@ -209,7 +209,7 @@ async fn the_scheduler_binary_enqueues_due_slots_and_stops_on_sigterm() {
         .unwrap()
         .unwrap();
     assert!(
-        metrics.contains("tradefleet_scheduler_leader 1"),
+        metrics.contains("\ntradefleet_scheduler_leader 1\n"),
         "{metrics}"
     );
 

@@ -99,6 +99,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         TRADING_CYCLE_QUEUE,
         QueueSettings {
             response_timeout_ms: config.redis.response_timeout_ms,
+            orphan_idle_ms: config.worker.orphan_idle_ms,
             ..QueueSettings::default()
         },
     )

@@ -242,8 +242,26 @@ pub async fn run_cycle(
     let t = Instant::now();
     let refs: Vec<(Timeframe, &[Candle])> =
         series.iter().map(|(tf, c)| (*tf, c.as_slice())).collect();
+    // Our own entry of this slot, on the venue but not yet recorded (an earlier attempt died
+    // after placing it): the strategy decides as the interrupted attempt did, flat, so the entry
+    // resumes (stop-loss and take-profit placed) instead of being taken for an open position.
+    let entry_id = client_order_id(spec.subscription_id, spec.slot, OrderRole::Entry, 0)
+        .map_err(|e| CycleError::Execution(ExecutionError::ClientOrderId(e)))?;
+    let own_entry_on_venue = if out.tracked.is_none() && venue_position.is_some() {
+        exchange
+            .order_by_client_id(spec.symbol, &entry_id)
+            .await?
+            .is_some()
+    } else {
+        false
+    };
+    let view_position = if own_entry_on_venue {
+        None
+    } else {
+        venue_position.as_ref()
+    };
     let view = tracing::info_span!("cycle.analyze").in_scope(|| {
-        let view = MarketView::new(&refs, venue_position.as_ref())?;
+        let view = MarketView::new(&refs, view_position)?;
         for frame in view.frames() {
             out.analysis
                 .insert(frame.timeframe(), frame.snapshot().clone());
@@ -274,16 +292,6 @@ pub async fn run_cycle(
     out.signal = Some(signal.clone());
 
     // 6-7. Decide, size and execute.
-    let entry_id = client_order_id(spec.subscription_id, spec.slot, OrderRole::Entry, 0)
-        .map_err(|e| CycleError::Execution(ExecutionError::ClientOrderId(e)))?;
-    let own_entry_on_venue = if out.tracked.is_none() && venue_position.is_some() {
-        exchange
-            .order_by_client_id(spec.symbol, &entry_id)
-            .await?
-            .is_some()
-    } else {
-        false
-    };
     let wanted_side = match action {
         Action::Buy => Some(PositionSide::Long),
         Action::Sell => Some(PositionSide::Short),
@@ -328,6 +336,28 @@ pub async fn run_cycle(
                 p.side.as_str(),
                 p.quantity
             ));
+        }
+        // Our own unrecorded entry, but the signal no longer asks for its side (the market
+        // moved between attempts): it has no protective orders, so it is closed, not left open.
+        (None, Some(p)) if wanted_side != Some(p.side) => {
+            let order = close_position(
+                exchange,
+                &ClosePlan {
+                    subscription_id: spec.subscription_id,
+                    slot: spec.slot,
+                    symbol: spec.symbol.clone(),
+                    side: p.side,
+                    quantity: p.quantity,
+                },
+                gate,
+                settings,
+            )
+            .await?;
+            out.notes.push(format!(
+                "this slot's {} entry from an earlier attempt closed: the signal is now {action}",
+                p.side.as_str()
+            ));
+            out.close_order = Some(order);
         }
         (None, existing) => {
             if let Some(side) = wanted_side {

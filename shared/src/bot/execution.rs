@@ -103,6 +103,35 @@ impl Default for ExecutionSettings {
     }
 }
 
+/// Test-only fault hook: names a file. While that file exists, every entry this process places
+/// is followed by a pause: the cycle writes the process id to `<file>.reached` and waits until the
+/// file is removed, so process tests can SIGKILL or SIGTERM a worker right after its entry order.
+/// Never set it in production. Unset (the normal case), the hook costs one cached check.
+pub const TEST_HOLD_AFTER_ENTRY_ENV: &str = "TRADEFLEET_TEST_HOLD_AFTER_ENTRY";
+
+async fn test_hold_after_entry() {
+    static HOLD: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let Some(path) = HOLD.get_or_init(|| {
+        std::env::var_os(TEST_HOLD_AFTER_ENTRY_ENV)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    }) else {
+        return;
+    };
+    if !path.exists() {
+        return;
+    }
+    let mut marker = path.clone().into_os_string();
+    marker.push(".reached");
+    if let Err(e) = std::fs::write(&marker, std::process::id().to_string()) {
+        tracing::warn!(error = %e, "test hold hook: cannot write the marker");
+    }
+    tracing::warn!(hold = %path.display(), "test hold hook: holding after the entry order");
+    while path.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn gate(g: &dyn WriteGate) -> Result<(), ExecutionError> {
     g.check().map_err(ExecutionError::GateClosed)
 }
@@ -198,6 +227,7 @@ pub async fn execute_entry(
     {
         entry.order = filled;
     }
+    test_hold_after_entry().await;
     let (filled, avg) = (entry.order.filled_quantity, entry.order.average_price);
     report.orders.push(entry);
     report.filled_quantity = filled;

@@ -62,16 +62,19 @@ pub struct SchedulerSettings {
 }
 
 impl SchedulerSettings {
-    /// From the `[scheduler]` section: the reconciler threshold is 2 x tick + 30 s.
+    /// From the `[scheduler]` section: the reconciler threshold is `reconcile_after_ms`, or
+    /// 2 x tick + 30 s when that is 0.
     pub fn from_config(config: &SchedulerConfig) -> Self {
         let tick = i64::try_from(config.tick_ms).unwrap_or(i64::MAX / 4);
+        let reconcile_ms = match config.reconcile_after_ms {
+            0 => tick.saturating_mul(2).saturating_add(30_000),
+            ms => i64::try_from(ms).unwrap_or(i64::MAX / 4),
+        };
         Self {
             batch_size: config.batch_size.max(1),
             lease_ttl: Duration::from_millis(config.lease_ttl_ms),
             jitter_ms: config.jitter_ms,
-            reconcile_after: chrono::Duration::milliseconds(
-                tick.saturating_mul(2).saturating_add(30_000),
-            ),
+            reconcile_after: chrono::Duration::milliseconds(reconcile_ms),
         }
     }
 }
