@@ -532,7 +532,10 @@ mod tests {
                 "clock.replay_origin",
                 &[("TRADEFLEET__CLOCK__REPLAY_ORIGIN", "2021-13-01T00:00:00Z")],
             ),
-            ("clock.replay_speed", &[("TRADEFLEET__CLOCK__REPLAY_SPEED", "0")]),
+            (
+                "clock.replay_speed",
+                &[("TRADEFLEET__CLOCK__REPLAY_SPEED", "0")],
+            ),
             (
                 "clock.replay_speed",
                 &[("TRADEFLEET__CLOCK__REPLAY_SPEED", "2.5")],

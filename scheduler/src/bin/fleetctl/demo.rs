@@ -220,7 +220,10 @@ impl Interrupt {
 }
 
 fn interrupted() -> CliError {
-    CliError::failure("interrupted", "interrupted during set-up; everything was stopped")
+    CliError::failure(
+        "interrupted",
+        "interrupted during set-up; everything was stopped",
+    )
 }
 
 fn free_port() -> Result<u16, CliError> {
@@ -575,6 +578,7 @@ struct Summary {
     dir: String,
     kept: bool,
     redis: &'static str,
+    redis_prefix: String,
     speed: u32,
     replay_start: DateTime<Utc>,
     simulated_end: DateTime<Utc>,
@@ -761,7 +765,14 @@ fn print_summary(s: &Summary) {
             d.runs
         );
     }
-    println!("{}", if c.ok { "all checks passed" } else { "CHECKS FAILED" });
+    println!(
+        "{}",
+        if c.ok {
+            "all checks passed"
+        } else {
+            "CHECKS FAILED"
+        }
+    );
 }
 
 pub(crate) async fn run(globals: &Globals, a: DemoArgs) -> CliResult {
@@ -783,7 +794,11 @@ pub(crate) async fn run(globals: &Globals, a: DemoArgs) -> CliResult {
     let sim_span = duration
         .checked_mul(i32::try_from(a.speed).unwrap_or(i32::MAX))
         .unwrap_or(Duration::MAX);
-    if !a.follow && start.checked_add_signed(sim_span).is_none_or(|e| e > data_end) {
+    if !a.follow
+        && start
+            .checked_add_signed(sim_span)
+            .is_none_or(|e| e > data_end)
+    {
         let max_wall = (data_end - start).num_seconds() / i64::from(a.speed);
         return Err(CliError::usage(format!(
             "--duration {} at --speed {} runs past the end of the bundled market data ({DATA_END}); \
@@ -906,8 +921,8 @@ async fn fleet_on_redis(
         subs.len()
     );
 
-    let origin = Utc::now()
-        + Duration::from_std(STARTUP_GRACE).unwrap_or_else(|_| Duration::seconds(2));
+    let origin =
+        Utc::now() + Duration::from_std(STARTUP_GRACE).unwrap_or_else(|_| Duration::seconds(2));
     let origin_s = origin.to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut common: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), db_url.clone()),
@@ -918,9 +933,15 @@ async fn fleet_on_redis(
             vault_key.expose_secret().to_string(),
         ),
         ("TRADEFLEET__CLOCK__MODE".into(), "replay".into()),
-        ("TRADEFLEET__CLOCK__REPLAY_START".into(), REPLAY_START.into()),
+        (
+            "TRADEFLEET__CLOCK__REPLAY_START".into(),
+            REPLAY_START.into(),
+        ),
         ("TRADEFLEET__CLOCK__REPLAY_ORIGIN".into(), origin_s),
-        ("TRADEFLEET__CLOCK__REPLAY_SPEED".into(), a.speed.to_string()),
+        (
+            "TRADEFLEET__CLOCK__REPLAY_SPEED".into(),
+            a.speed.to_string(),
+        ),
         ("TRADEFLEET__DATABASE__MAX_CONNECTIONS".into(), "4".into()),
     ];
     if let Ok(level) = std::env::var("RUST_LOG") {
@@ -997,8 +1018,8 @@ async fn fleet_on_redis(
         }
     );
 
-    let clock = ReplayClock::new(start, origin, a.speed)
-        .map_err(|e| CliError::usage(e.to_string()))?;
+    let clock =
+        ReplayClock::new(start, origin, a.speed).map_err(|e| CliError::usage(e.to_string()))?;
     let wall_end = if a.follow {
         None
     } else {
@@ -1067,6 +1088,7 @@ async fn fleet_on_redis(
         dir: dir.display().to_string(),
         kept: a.keep,
         redis: if redis.private { "private" } else { "shared" },
+        redis_prefix: prefix.to_string(),
         speed: a.speed,
         replay_start: start,
         simulated_end,
