@@ -12,7 +12,6 @@ use anyhow::Context;
 use clap::Parser;
 use futures::FutureExt;
 use tokio::sync::watch;
-use tradefleet::clock::SystemClock;
 use tradefleet::config::{Config, ConfigSources};
 use tradefleet::fleet::scheduler::{Scheduler, SchedulerSettings};
 use tradefleet::lock::LockManager;
@@ -129,11 +128,12 @@ async fn run(config: Config, listen: SocketAddr, store: Store) -> anyhow::Result
         every: telemetry::SAMPLE_EVERY,
     }
     .spawn(stop_rx.clone());
+    let clock = tradefleet::clock::from_config(&config.clock, chrono::Utc::now())?;
     let mut scheduler = Scheduler::new(
         store.clone(),
         queue,
         locks,
-        Arc::new(SystemClock),
+        clock,
         SchedulerSettings::from_config(&config.scheduler),
     )?
     .with_metrics(metrics);

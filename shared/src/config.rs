@@ -9,6 +9,7 @@ use figment::providers::{Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{ClockMode, MAX_REPLAY_SPEED};
 use crate::exchange::http::HttpSettings;
 use crate::exchange::paper::PaperSettings;
 
@@ -35,6 +36,7 @@ pub struct Config {
     pub vault: VaultConfig,
     pub telemetry: TelemetryConfig,
     pub llm: LlmConfig,
+    pub clock: ClockConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +213,34 @@ impl Default for LlmConfig {
     }
 }
 
+/// The clock of the scheduler and the workers (`[clock]`): wall time, or a replay of simulated
+/// time `replay_start + (wall_now - replay_origin) * replay_speed` that every process given the
+/// same values agrees on. Lock TTLs and the leader lease stay wall time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockConfig {
+    /// `system` or `replay`.
+    pub mode: ClockMode,
+    /// Simulated time at `replay_origin` (RFC 3339); required for `replay`.
+    pub replay_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Wall-clock instant the replay starts from (RFC 3339); the process start when unset, so
+    /// give it explicitly to keep several processes in step.
+    pub replay_origin: Option<chrono::DateTime<chrono::Utc>>,
+    /// Simulated seconds per wall second, a whole number >= 1.
+    pub replay_speed: u32,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        Self {
+            mode: ClockMode::System,
+            replay_start: None,
+            replay_origin: None,
+            replay_speed: 1,
+        }
+    }
+}
+
 /// Where configuration comes from; the environment is passed in so tests need not mutate it.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSources {
@@ -319,6 +349,18 @@ impl Config {
         }
         if self.scheduler.lease_ttl_ms < 1_000 {
             return bad("scheduler.lease_ttl_ms", "must be at least 1000");
+        }
+        if !(1..=MAX_REPLAY_SPEED).contains(&self.clock.replay_speed) {
+            return bad(
+                "clock.replay_speed",
+                &format!("must be a whole number from 1 to {MAX_REPLAY_SPEED}"),
+            );
+        }
+        if self.clock.mode == ClockMode::Replay && self.clock.replay_start.is_none() {
+            return bad(
+                "clock.replay_start",
+                "required when clock.mode is \"replay\" (RFC 3339, e.g. 2021-11-17T12:00:00Z)",
+            );
         }
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(char::is_whitespace) {
             return bad("redis.key_prefix", "must be non-empty without spaces");
@@ -441,5 +483,94 @@ mod tests {
         })
         .unwrap();
         assert!(!format!("{c:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn clock_defaults_to_the_system_clock() {
+        let c = Config::load(&ConfigSources::default()).unwrap();
+        assert_eq!(c.clock, ClockConfig::default());
+        assert_eq!(c.clock.mode, ClockMode::System);
+    }
+
+    #[test]
+    fn replay_clock_from_env() {
+        let c = Config::load(&ConfigSources {
+            file: None,
+            env: vec![
+                ("TRADEFLEET__CLOCK__MODE".into(), "replay".into()),
+                (
+                    "TRADEFLEET__CLOCK__REPLAY_START".into(),
+                    "2021-11-17T12:00:00Z".into(),
+                ),
+                (
+                    "TRADEFLEET__CLOCK__REPLAY_ORIGIN".into(),
+                    "2026-01-02T03:04:05.250Z".into(),
+                ),
+                ("TRADEFLEET__CLOCK__REPLAY_SPEED".into(), "600".into()),
+            ],
+        })
+        .unwrap();
+        assert_eq!(c.clock.mode, ClockMode::Replay);
+        assert_eq!(
+            c.clock.replay_start.unwrap().to_rfc3339(),
+            "2021-11-17T12:00:00+00:00"
+        );
+        assert_eq!(
+            c.clock.replay_origin.unwrap().timestamp_millis(),
+            chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.250Z")
+                .unwrap()
+                .timestamp_millis()
+        );
+        assert_eq!(c.clock.replay_speed, 600);
+    }
+
+    #[test]
+    fn bad_clock_values_are_named() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("clock.mode", &[("TRADEFLEET__CLOCK__MODE", "warp")]),
+            (
+                "clock.replay_start",
+                &[("TRADEFLEET__CLOCK__MODE", "replay")],
+            ),
+            (
+                "clock.replay_start",
+                &[
+                    ("TRADEFLEET__CLOCK__MODE", "replay"),
+                    ("TRADEFLEET__CLOCK__REPLAY_START", "yesterday"),
+                ],
+            ),
+            (
+                "clock.replay_origin",
+                &[("TRADEFLEET__CLOCK__REPLAY_ORIGIN", "2021-13-01T00:00:00Z")],
+            ),
+            (
+                "clock.replay_speed",
+                &[("TRADEFLEET__CLOCK__REPLAY_SPEED", "0")],
+            ),
+            (
+                "clock.replay_speed",
+                &[("TRADEFLEET__CLOCK__REPLAY_SPEED", "2.5")],
+            ),
+            (
+                "clock.replay_speed",
+                &[("TRADEFLEET__CLOCK__REPLAY_SPEED", "-3")],
+            ),
+        ];
+        for (key, env) in cases {
+            let err = Config::load(&ConfigSources {
+                file: None,
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(key), "{env:?}: {err}");
+        }
+        let err = load_toml("[clock]\nreplay_sped = 3\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("replay_sped"), "{err}");
     }
 }

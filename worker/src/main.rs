@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tradefleet::clock::SystemClock;
 use tradefleet::config::{Config, ConfigSources};
 use tradefleet::fleet::worker::{Worker, WorkerDeps, WorkerSettings};
 use tradefleet::lock::LockManager;
@@ -106,6 +105,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     .await?;
     let llm = tradefleet::bot::llm::LlmAdvisor::from_config(&config.llm)?.map(Arc::new);
     let settings = WorkerSettings::from_config(&config.worker);
+    let clock = tradefleet::clock::from_config(&config.clock, chrono::Utc::now())?;
     let worker = Worker::new(
         WorkerDeps {
             store: store.clone(),
@@ -115,7 +115,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             keyring: Some(keyring),
             llm,
             metrics: metrics.clone(),
-            clock: Arc::new(SystemClock),
+            clock,
             http: config.exchange.http.clone(),
             paper: config.paper.clone(),
             strategies: Arc::new(tradefleet::bot::strategy::build),

@@ -57,7 +57,8 @@ pub struct SchedulerSettings {
     pub lease_ttl: Duration,
     /// Spread each subscription's job over up to this many ms after its slot (0 = off).
     pub jitter_ms: u64,
-    /// A run still `enqueued` this long after it was enqueued gets its job enqueued again.
+    /// A run still `enqueued` this long (wall time) after it was enqueued gets its job enqueued
+    /// again.
     pub reconcile_after: chrono::Duration,
 }
 
@@ -386,6 +387,9 @@ impl Scheduler {
                 .timestamp_millis()
                 .saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
             if delay > 0 && run_at > now_ms {
+                // The delayed set runs on the wall clock; on a replay the slot is simulated time.
+                let run_at = DateTime::from_timestamp_millis(run_at)
+                    .map_or(run_at, |t| self.clock.to_wall(t).timestamp_millis());
                 delayed.push((envelope, run_at));
             } else {
                 at_once.push(envelope);
@@ -401,12 +405,21 @@ impl Scheduler {
     /// Re-enqueue the jobs of runs still `enqueued` after `reconcile_after`, at most once per
     /// `reconcile_after`. Dedupe makes this a no-op for jobs still on the queue.
     async fn reconcile(&mut self, now: DateTime<Utc>) -> Result<u64, SchedulerError> {
+        // The threshold is wall time; `now` and the runs' `enqueued_at` are the clock's time,
+        // which a replay runs `speed` times faster.
+        let reconcile_after = self
+            .settings
+            .reconcile_after
+            .checked_mul(i32::try_from(self.clock.speed()).unwrap_or(i32::MAX))
+            .unwrap_or(chrono::Duration::MAX);
         if let Some(last) = self.last_reconcile
-            && now - last < self.settings.reconcile_after
+            && now - last < reconcile_after
         {
             return Ok(0);
         }
-        let before = now - self.settings.reconcile_after;
+        let before = now
+            .checked_sub_signed(reconcile_after)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let page = u64::from(self.settings.batch_size);
         let mut after_id = 0;
         let mut seen = 0;

@@ -531,7 +531,9 @@ impl Worker {
         let d = &self.ctx.deps;
         let fence = i64::try_from(guard.fencing_token().get()).unwrap_or(i64::MAX);
         let started = d.clock.now();
-        d.metrics.schedule_lateness(job.slot, started);
+        // Lateness in wall time: a replay clock runs `speed` times faster.
+        let late = (started - job.slot) / i32::try_from(d.clock.speed()).unwrap_or(i32::MAX);
+        d.metrics.schedule_lateness(job.slot, job.slot + late);
         let attempt = i32::try_from(info.attempt).unwrap_or(i32::MAX);
         d.store
             .start_run(

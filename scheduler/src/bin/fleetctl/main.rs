@@ -5,6 +5,7 @@ mod analyze;
 mod context;
 mod credentials;
 mod cycle;
+mod demo;
 mod dlq;
 mod exchange_cmd;
 mod output;
@@ -81,6 +82,11 @@ enum Command {
     /// One-off cycles: run (enqueue a manual cycle now, optionally --wait for its result).
     #[command(subcommand)]
     Cycle(cycle::CycleCmd),
+    /// The whole fleet on this machine for a minute: SQLite in a temp dir, Redis, the scheduler
+    /// and two workers on PAPER over replayed market data, then a summary. Run it with
+    /// scripts/demo.sh, which builds the binaries. Exit code 3: Redis unreachable and
+    /// redis-server not installed.
+    Demo(demo::DemoArgs),
 }
 
 /// Shared by every command.
@@ -125,6 +131,7 @@ async fn main() -> ExitCode {
         Command::Dlq(cmd) => dlq::run(&globals, cmd).await,
         Command::Performance(args) => performance::run(&globals, args).await,
         Command::Cycle(cmd) => cycle::run(&globals, cmd).await,
+        Command::Demo(args) => demo::run(&globals, args).await,
     };
     match result {
         Ok(code) => code,
