@@ -439,6 +439,65 @@ async fn a_contended_job_is_retried_and_then_succeeds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contended_slot_the_scheduler_has_moved_past_is_skipped_not_retried() {
+    let f = Fleet::new().await;
+    let sub = f.subscription("erin").await;
+    // The scheduler has enqueued a later slot (last_run_at = T0 + 600) while an earlier
+    // cycle still holds the lock: T0's job is superseded.
+    assert!(
+        f.store()
+            .advance_schedule(sub.id, at(T0), at(T0 + 600), at(T0))
+            .await
+            .unwrap()
+    );
+    let store = f.store();
+    let moved = store
+        .advance_schedule(sub.id, at(T0 + 600), at(T0 + 900), at(T0))
+        .await
+        .unwrap();
+    assert!(moved);
+    let locks = f.locks().await;
+    let held = locks
+        .acquire(sub.id, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(f.enqueue(sub.id, T0).await);
+    let running = Running::start(vec![f.worker("w1").await], &f.queue);
+    wait_until("the superseded run to be skipped", || async {
+        f.runs(Some(RunStatus::Skipped)).await.len() == 1
+    })
+    .await;
+    wait_until("the queue to drain", || async {
+        let d = f.queue.depth().await.unwrap();
+        (d.waiting, d.in_flight, d.delayed) == (0, 0, 0)
+    })
+    .await;
+    running.stop().await;
+    let run = f
+        .store()
+        .run_for_slot(sub.id, at(T0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.attempt, 0, "never started: {run:?}");
+    assert!(
+        run.error.as_deref().unwrap_or("").starts_with("superseded"),
+        "{run:?}"
+    );
+    assert!(f.store().list_orders(sub.id, 10).await.unwrap().is_empty());
+    assert!(
+        f.store()
+            .list_dead_letters(None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    held.release().await.unwrap();
+    f.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_subscriptions_are_dead_lettered_and_paused_ones_skipped() {
     let f = Fleet::new().await;
     // A real venue without vault keys cannot run: permanent, its run ends dead-lettered.

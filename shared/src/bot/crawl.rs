@@ -197,8 +197,10 @@ pub async fn crawl(
                 match got {
                     Some(c) => c,
                     None => {
-                        // One extra candle: the forming one is dropped below.
-                        let limit = u32::try_from(needed + 1).unwrap_or(1_001);
+                        // Two extra candles: the one forming at `req.now`, and the one that
+                        // closes if a candle boundary passes before the venue answers (its
+                        // "latest" then ends one candle later; that candle is dropped below).
+                        let limit = u32::try_from(needed + 2).unwrap_or(1_002);
                         let fetched = exchange.klines(req.symbol, tf, None, limit).await?;
                         let closed: Vec<Candle> = fetched
                             .into_iter()

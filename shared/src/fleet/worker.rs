@@ -498,6 +498,30 @@ impl Worker {
             .await?
         else {
             d.metrics.lock(LockEvent::Contended);
+            // The subscription's previous cycle still holds the lock and the scheduler has
+            // already moved past this slot: running it after the later one would act on a
+            // stale slot, and retrying it would only pile jobs up behind a slow cycle. It is
+            // recorded as skipped (as missed slots are after downtime), not dead-lettered.
+            if job.trigger == Trigger::Scheduled && sub.last_run_at.is_some_and(|l| l > job.slot) {
+                d.store
+                    .finish_run(
+                        run.id,
+                        &RunOutcome {
+                            status: RunStatus::Skipped,
+                            signal: None,
+                            confidence: None,
+                            analysis: None,
+                            error: Some(format!(
+                                "superseded: the lock was held by an earlier cycle and a later \
+                                 slot is already scheduled ({})",
+                                sub.last_run_at.map(|l| l.to_rfc3339()).unwrap_or_default()
+                            )),
+                        },
+                        d.clock.now(),
+                    )
+                    .await?;
+                return Ok(JobOutcome::Skipped);
+            }
             return Err(JobError::Contended(sub.id));
         };
         d.metrics.lock(LockEvent::Acquired);
@@ -554,7 +578,7 @@ impl Worker {
                 message: format!("risk_config: {e}"),
             })?;
         let leverage = sub.leverage.get().to_u32().unwrap_or(1).max(1);
-        let exchange = self.venue(sub).await?;
+        let exchange = self.venue(sub, started).await?;
         let state = load_state(&d.store, sub, started).await?;
         let timeframes = sub.timeframes.0.clone();
         let spec = CycleSpec {
@@ -623,7 +647,16 @@ impl Worker {
 
     /// The subscription's venue: PAPER on the shared Redis account of the subscription, or a
     /// real venue with the principal's credentials opened by the vault.
-    async fn venue(&self, sub: &subscription::Model) -> Result<Arc<dyn Exchange>, JobError> {
+    ///
+    /// PAPER runs the whole cycle at the instant it started (`now`): the simulated market does
+    /// not move between the crawl and the orders, so the cycle sees one consistent market even
+    /// on a fast replay clock or a loaded machine (at 2400x, a second of wall time is 40
+    /// simulated minutes: eight 5m candles closing between two requests of one cycle).
+    async fn venue(
+        &self,
+        sub: &subscription::Model,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Arc<dyn Exchange>, JobError> {
         let d = &self.ctx.deps;
         let descriptor = crate::exchange::find_venue(&sub.exchange)?;
         if descriptor.name == "paper" {
@@ -633,7 +666,7 @@ impl Worker {
             };
             let paper = PaperExchange::with_parts(
                 settings,
-                d.clock.clone(),
+                Arc::new(crate::clock::ManualClock::new(now)),
                 self.ctx.paper_source.clone(),
                 self.ctx.paper_store.clone(),
             )?;
