@@ -15,7 +15,7 @@
 //! Run: `cargo bench -p tradefleet-scheduler --bench fleet` (builds the release binaries on first
 //! use). The bench creates its own database and Redis key prefix and removes both at the end.
 //! Environment knobs: `FLEET_SUBS` (subscriptions, default 10,000), `FLEET_JOBS` (jobs per
-//! throughput round, default 6,000), `FLEET_CONCURRENCY` (per worker, default the config's 32),
+//! throughput round, default 3,000), `FLEET_CONCURRENCY` (per worker, default the config's 32),
 //! `FLEET_SKIP_LATENESS=1` (skip the two-minute lateness run).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -418,7 +418,7 @@ async fn lock_latency(redis: &TestRedis, n: usize) -> anyhow::Result<(f64, f64)>
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let subs = env_usize("FLEET_SUBS", 10_000).max(1);
-    let jobs = env_usize("FLEET_JOBS", 6_000).clamp(1, subs);
+    let jobs = env_usize("FLEET_JOBS", 3_000).clamp(1, subs);
     let lateness_subs = env_usize("FLEET_LATENESS_SUBS", 10_000).clamp(1, subs);
     // The release binaries first, so their build is not timed.
     workspace_bin("worker")?;
