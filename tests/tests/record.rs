@@ -279,3 +279,47 @@ test_both_backends! {
         assert!(ex.positions(Some(&symbol)).await.unwrap().is_empty());
     }
 }
+
+test_both_backends! {
+    async fn the_exposure_counts_open_positions_of_the_principals_other_subscriptions_on_the_venue(db) {
+        let store = db.store();
+        let sub = subscription(store).await;
+        let new_sub = |principal_id: i64, exchange: &str| NewSubscription {
+            principal_id,
+            bot_id: sub.bot_id,
+            exchange: exchange.into(),
+            symbol: "XRP/USDT:USDT".parse().unwrap(),
+            timeframes: vec![Timeframe::M5],
+            interval_seconds: 300,
+            leverage: dec!(5),
+            strategy_config: json!({}),
+            execution_config: json!({}),
+            risk_config: json!({}),
+            testnet: false,
+            first_run_at: at(T0),
+        };
+        let sibling = store.create_subscription(&new_sub(sub.principal_id, "paper"), at(T0)).await.unwrap();
+        let other_venue = store.create_subscription(&new_sub(sub.principal_id, "binance"), at(T0)).await.unwrap();
+        let bob = store.create_principal("bob", at(T0)).await.unwrap();
+        let strangers = store.create_subscription(&new_sub(bob.id, "paper"), at(T0)).await.unwrap();
+        let open = |subscription_id: i64, quantity, entry_price| tradefleet::store::NewPosition {
+            subscription_id,
+            symbol: "XRP/USDT:USDT".parse().unwrap(),
+            side: tradefleet::domain::PositionSide::Long,
+            quantity,
+            entry_price,
+            fees: dec!(0),
+            opened_at: at(T0),
+        };
+        // Counted: the sibling on the same venue. Not counted: the subscription's own position,
+        // another venue's, another principal's, and a closed one.
+        store.open_position(&open(sibling.id, dec!(10), dec!(1.5))).await.unwrap();
+        store.open_position(&open(sub.id, dec!(100), dec!(1))).await.unwrap();
+        store.open_position(&open(other_venue.id, dec!(100), dec!(1))).await.unwrap();
+        store.open_position(&open(strangers.id, dec!(100), dec!(1))).await.unwrap();
+        let state = load_state(store, &sub, at(T0)).await.unwrap();
+        assert_eq!(state.open_exposure, dec!(15.0));
+        let state = load_state(store, &sibling, at(T0)).await.unwrap();
+        assert_eq!(state.open_exposure, dec!(100));
+    }
+}

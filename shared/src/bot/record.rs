@@ -16,7 +16,7 @@ use super::execution::{ExecutedOrder, ExitReason, TrackedPosition};
 use crate::domain::{ClientOrderId, Order};
 use crate::store::{
     NewPosition, NewTrade, OrderRecord, OrderRole, PositionStatus, RunOutcome, RunStatus, Store,
-    StoreError, SubscriptionFilter, subscription,
+    StoreError, subscription,
 };
 
 /// Who is recording, for what.
@@ -282,24 +282,13 @@ pub async fn load_state<C: ConnectionTrait>(
         .min_by_key(|s| s.time)
         .map(|s| s.equity.get());
     // Notional (at entry) of the principal's other open positions on this exchange.
-    let siblings = store
-        .list_subscriptions(&SubscriptionFilter {
-            principal_id: Some(subscription.principal_id),
-            status: None,
-        })
+    let open_exposure = store
+        .sibling_open_exposure(
+            subscription.principal_id,
+            &subscription.exchange,
+            subscription_id,
+        )
         .await?;
-    let mut open_exposure = Decimal::ZERO;
-    for s in siblings
-        .iter()
-        .filter(|s| s.id != subscription_id && s.exchange == subscription.exchange)
-    {
-        for p in store
-            .list_positions(s.id, Some(PositionStatus::Open))
-            .await?
-        {
-            open_exposure += p.quantity.get() * p.entry_price.get();
-        }
-    }
     Ok(CycleState {
         tracked,
         trade_pnls_newest_first,

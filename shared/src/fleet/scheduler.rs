@@ -46,6 +46,8 @@ pub enum SchedulerError {
     Lease(#[from] LockError),
     #[error("invalid scheduler settings: {0}")]
     Settings(String),
+    #[error("the enqueue task failed: {0}")]
+    EnqueueTask(String),
 }
 
 /// Tuning of a [`Scheduler`].
@@ -315,7 +317,36 @@ impl Scheduler {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<(), SchedulerError> {
+        // The Redis enqueue of a committed batch runs while the next batch's SQL does; at most
+        // one is in flight, and it is always awaited (errors included) before the tick ends.
+        let mut pending: Option<tokio::task::JoinHandle<Result<u64, QueueError>>> = None;
+        let result = self.enqueue_batches(now, report, &mut pending).await;
+        let enqueued = match pending.take() {
+            Some(handle) => join_enqueue(handle).await,
+            None => Ok(0),
+        };
+        match enqueued {
+            Ok(n) => report.enqueued += n,
+            Err(e) => {
+                result?;
+                return Err(e);
+            }
+        }
+        result?;
+        if let Some(m) = &self.metrics {
+            m.scheduler_due_backlog(0);
+        }
+        Ok(())
+    }
+
+    async fn enqueue_batches(
+        &mut self,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+        pending: &mut Option<tokio::task::JoinHandle<Result<u64, QueueError>>>,
+    ) -> Result<(), SchedulerError> {
         let batch = u64::from(self.settings.batch_size);
+        let postgres = self.store.backend() == sea_orm::DbBackend::Postgres;
         loop {
             let due = sql::due(&self.store, now, batch).await?;
             let full = due.len() as u64 == batch;
@@ -335,7 +366,11 @@ impl Scheduler {
                     .await?;
             }
             let tx = self.store.begin().await?;
-            let moved = sql::advance_many(&tx, &advances, now).await?;
+            let moved = if postgres {
+                sql::advance_and_record_pg(&tx, &advances, RunTrigger::Scheduled, now).await?
+            } else {
+                sql::advance_many(&tx, &advances, now).await?
+            };
             if moved.is_empty() && full {
                 // Every row of a full batch lost its compare-and-set: someone else is advancing
                 // them. Reading again would return the same rows; leave them to the next tick.
@@ -345,7 +380,9 @@ impl Scheduler {
             let moved: std::collections::HashSet<i64> = moved.into_iter().collect();
             let won: Vec<&Advance> = advances.iter().filter(|a| moved.contains(&a.id)).collect();
             let runs: Vec<(i64, DateTime<Utc>)> = won.iter().map(|a| (a.id, a.slot)).collect();
-            sql::insert_runs(&tx, &runs, RunTrigger::Scheduled, now).await?;
+            if !postgres {
+                sql::insert_runs(&tx, &runs, RunTrigger::Scheduled, now).await?;
+            }
             if !self.lease_held() {
                 // Lost the lease mid-batch: let the new leader do it.
                 tx.rollback().await?;
@@ -357,29 +394,30 @@ impl Scheduler {
                 .iter()
                 .map(|a| skipped.get(&a.id).copied().unwrap_or(0))
                 .sum::<u64>();
-            report.enqueued += self
-                .enqueue_jobs(&runs, now)
-                .instrument(tracing::info_span!("queue.enqueue", jobs = runs.len()))
-                .await?;
+            // Jobs go on the queue only after the commit; the previous batch's must be done
+            // first (one Redis enqueue in flight at a time). The jobs are built inside the
+            // enqueue span, so each carries it as the parent of the worker's trace.
+            let span = tracing::info_span!("queue.enqueue", jobs = runs.len());
+            let jobs = span.in_scope(|| self.jobs_of(&runs, now));
+            if let Some(previous) = pending.take() {
+                report.enqueued += join_enqueue(previous).await?;
+            }
+            let queue = self.queue.clone();
+            *pending = Some(tokio::spawn(
+                async move { jobs.enqueue(&queue).await }.instrument(span),
+            ));
             if !full {
                 break;
             }
         }
-        if let Some(m) = &self.metrics {
-            m.scheduler_due_backlog(0);
-        }
         Ok(())
     }
 
-    /// Put the jobs of `runs` on the queue, delayed by their jitter when it is on.
-    async fn enqueue_jobs(
-        &self,
-        runs: &[(i64, DateTime<Utc>)],
-        now: DateTime<Utc>,
-    ) -> Result<u64, SchedulerError> {
+    /// The jobs of `runs`, delayed by their jitter when it is on (built here, in the tick's
+    /// span, so they carry its trace context).
+    fn jobs_of(&self, runs: &[(i64, DateTime<Utc>)], now: DateTime<Utc>) -> Jobs {
         let now_ms = now.timestamp_millis();
-        let mut at_once = Vec::new();
-        let mut delayed = Vec::new();
+        let mut jobs = Jobs::default();
         for (id, slot) in runs {
             let envelope = cycle_envelope(*id, *slot, Trigger::Scheduled);
             let delay = jitter_for(*id, self.settings.jitter_ms);
@@ -390,16 +428,12 @@ impl Scheduler {
                 // The delayed set runs on the wall clock; on a replay the slot is simulated time.
                 let run_at = DateTime::from_timestamp_millis(run_at)
                     .map_or(run_at, |t| self.clock.to_wall(t).timestamp_millis());
-                delayed.push((envelope, run_at));
+                jobs.delayed.push((envelope, run_at));
             } else {
-                at_once.push(envelope);
+                jobs.at_once.push(envelope);
             }
         }
-        let mut added = self.queue.enqueue_many(&at_once).await? as u64;
-        if !delayed.is_empty() {
-            added += self.queue.enqueue_many_at(&delayed).await? as u64;
-        }
-        Ok(added)
+        jobs
     }
 
     /// Re-enqueue the jobs of runs still `enqueued` after `reconcile_after`, at most once per
@@ -446,6 +480,34 @@ impl Scheduler {
             );
         }
         Ok(added)
+    }
+}
+
+/// The jobs of one committed batch.
+#[derive(Default)]
+struct Jobs {
+    at_once: Vec<Envelope>,
+    delayed: Vec<(Envelope, i64)>,
+}
+
+impl Jobs {
+    /// Put them on the queue. Returns how many were new (the queue drops repeats).
+    async fn enqueue(self, queue: &StreamQueue) -> Result<u64, QueueError> {
+        let mut added = queue.enqueue_many(&self.at_once).await? as u64;
+        if !self.delayed.is_empty() {
+            added += queue.enqueue_many_at(&self.delayed).await? as u64;
+        }
+        Ok(added)
+    }
+}
+
+/// The result of a spawned enqueue; a task that panicked or was cancelled is an error too.
+async fn join_enqueue(
+    handle: tokio::task::JoinHandle<Result<u64, QueueError>>,
+) -> Result<u64, SchedulerError> {
+    match handle.await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(SchedulerError::EnqueueTask(e.to_string())),
     }
 }
 

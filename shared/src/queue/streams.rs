@@ -105,6 +105,10 @@ pub struct Claimed {
     pub poisoned: Vec<Delivery>,
 }
 
+/// Jobs per enqueue script call: large enough that the per-call cost vanishes, small enough
+/// that one call blocks Redis for about a millisecond.
+const ENQUEUE_CHUNK: usize = 500;
+
 #[derive(Debug, Clone)]
 struct Keys {
     stream: String,
@@ -114,19 +118,32 @@ struct Keys {
     dedupe_prefix: String,
 }
 
-const ENQUEUE: &str = r#"
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then
-  return redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'attempt', ARGV[2], 'payload', ARGV[3])
+/// Many jobs in one script call: KEYS = stream, then the dedupe key of each job; ARGV = the
+/// dedupe TTL, then (id, attempt, payload) per job. Returns how many were added.
+const ENQUEUE_MANY: &str = r#"
+local n = 0
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    local j = (i - 2) * 3 + 1
+    redis.call('XADD', KEYS[1], '*', 'id', ARGV[j + 1], 'attempt', ARGV[j + 2], 'payload', ARGV[j + 3])
+    n = n + 1
+  end
 end
-return false
+return n
 "#;
 
-const ENQUEUE_AT: &str = r#"
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-  return 1
+/// Many delayed jobs in one script call: KEYS = delayed set, then the dedupe key of each job;
+/// ARGV = the dedupe TTL, then (member, run_at_ms) per job. Returns how many were added.
+const ENQUEUE_MANY_AT: &str = r#"
+local n = 0
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    local j = (i - 2) * 2 + 1
+    redis.call('ZADD', KEYS[1], ARGV[j + 2], ARGV[j + 1])
+    n = n + 1
+  end
 end
-return 0
+return n
 "#;
 
 const ACK: &str = r#"
@@ -273,34 +290,25 @@ impl StreamQueue {
         Ok(self.enqueue_many(std::slice::from_ref(envelope)).await? == 1)
     }
 
-    /// Enqueue many (pipelined, 500 per round trip). Returns how many were new.
+    /// Enqueue many: one script call per [`ENQUEUE_CHUNK`] jobs (each job deduplicated on its
+    /// own key, as [`StreamQueue::enqueue`] does). Returns how many were new.
     pub async fn enqueue_many(&self, envelopes: &[Envelope]) -> Result<usize, QueueError> {
-        let script = Script::new(ENQUEUE);
+        let script = Script::new(ENQUEUE_MANY);
         let mut added = 0;
         let mut c = self.conn.clone();
-        for chunk in envelopes.chunks(500) {
-            let mut pipe = redis::pipe();
+        for chunk in envelopes.chunks(ENQUEUE_CHUNK) {
+            let mut invocation = script.key(&self.keys.stream);
+            invocation.arg(self.settings.dedupe_ttl_s);
             for e in chunk {
-                pipe.invoke_script(
-                    script
-                        .key(&self.keys.stream)
-                        .key(format!("{}{}", self.keys.dedupe_prefix, e.id))
-                        .arg(&e.id)
-                        .arg(e.attempt)
-                        .arg(&e.payload)
-                        .arg(self.settings.dedupe_ttl_s),
-                );
+                invocation
+                    .key(format!("{}{}", self.keys.dedupe_prefix, e.id))
+                    .arg(&e.id)
+                    .arg(e.attempt)
+                    .arg(&e.payload);
             }
-            let replies: Vec<Option<String>> = match pipe.query_async(&mut c).await {
-                Ok(r) => r,
-                Err(e) if e.code() == Some("NOSCRIPT") => {
-                    // First use after a Redis restart: load the script and try once more.
-                    script.prepare_invoke().load_async(&mut c).await?;
-                    pipe.query_async(&mut c).await?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            added += replies.iter().filter(|r| r.is_some()).count();
+            // `invoke_async` loads the script itself when Redis lost it (NOSCRIPT).
+            let n: usize = invocation.invoke_async(&mut c).await?;
+            added += n;
         }
         Ok(added)
     }
@@ -309,32 +317,22 @@ impl StreamQueue {
     /// `run_at_ms` (Unix ms); the same dedupe key guards it, so a job id enqueued within the
     /// dedupe TTL (delayed or not) is not added again. Returns how many were new.
     pub async fn enqueue_many_at(&self, jobs: &[(Envelope, i64)]) -> Result<usize, QueueError> {
-        let script = Script::new(ENQUEUE_AT);
+        let script = Script::new(ENQUEUE_MANY_AT);
         let mut added = 0;
         let mut c = self.conn.clone();
-        for chunk in jobs.chunks(500) {
-            let mut pipe = redis::pipe();
+        for chunk in jobs.chunks(ENQUEUE_CHUNK) {
+            let mut invocation = script.key(&self.keys.delayed);
+            invocation.arg(self.settings.dedupe_ttl_s);
             for (e, run_at_ms) in chunk {
                 let member = serde_json::to_string(e)
                     .map_err(|e| QueueError::Config(format!("cannot encode envelope: {e}")))?;
-                pipe.invoke_script(
-                    script
-                        .key(&self.keys.delayed)
-                        .key(format!("{}{}", self.keys.dedupe_prefix, e.id))
-                        .arg(member)
-                        .arg(*run_at_ms)
-                        .arg(self.settings.dedupe_ttl_s),
-                );
+                invocation
+                    .key(format!("{}{}", self.keys.dedupe_prefix, e.id))
+                    .arg(member)
+                    .arg(*run_at_ms);
             }
-            let replies: Vec<i64> = match pipe.query_async(&mut c).await {
-                Ok(r) => r,
-                Err(e) if e.code() == Some("NOSCRIPT") => {
-                    script.prepare_invoke().load_async(&mut c).await?;
-                    pipe.query_async(&mut c).await?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            added += replies.iter().filter(|r| **r == 1).count();
+            let n: usize = invocation.invoke_async(&mut c).await?;
+            added += n;
         }
         Ok(added)
     }

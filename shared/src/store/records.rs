@@ -298,6 +298,36 @@ impl<C: ConnectionTrait> Store<C> {
             .map_err(db_err("listing positions"))
     }
 
+    /// Notional at entry (quantity x entry price) of the open positions of `principal_id`'s
+    /// subscriptions on `exchange` other than `except_subscription_id`, in one query.
+    pub async fn sibling_open_exposure(
+        &self,
+        principal_id: i64,
+        exchange: &str,
+        except_subscription_id: i64,
+    ) -> Result<Decimal, StoreError> {
+        use super::entities::subscription;
+        use sea_orm::sea_query::Query;
+        let siblings = Query::select()
+            .column(subscription::Column::Id)
+            .from(subscription::Entity)
+            .and_where(subscription::Column::PrincipalId.eq(principal_id))
+            .and_where(subscription::Column::Exchange.eq(exchange))
+            .to_owned();
+        let open: Vec<(DbDecimal, DbDecimal)> = position::Entity::find()
+            .select_only()
+            .column(position::Column::Quantity)
+            .column(position::Column::EntryPrice)
+            .filter(position::Column::Status.eq(PositionStatus::Open))
+            .filter(position::Column::SubscriptionId.ne(except_subscription_id))
+            .filter(position::Column::SubscriptionId.in_subquery(siblings))
+            .into_tuple()
+            .all(&self.conn)
+            .await
+            .map_err(db_err("summing the open exposure of sibling subscriptions"))?;
+        Ok(open.iter().map(|(q, p)| q.get() * p.get()).sum())
+    }
+
     pub async fn insert_trade(&self, new: &NewTrade) -> Result<trade::Model, StoreError> {
         let status = if new.closed_at.is_some() {
             PositionStatus::Closed

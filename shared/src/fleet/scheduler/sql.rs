@@ -148,6 +148,82 @@ pub(crate) async fn advance_many<C: ConnectionTrait>(
     Ok(moved)
 }
 
+/// PostgreSQL: [`advance_many`] and [`insert_runs`] in one statement. The batch travels as four
+/// array parameters (`unnest`), so the statement text and its plan are the same for every batch
+/// and a batch of any size costs one round trip. Each row moves only while it is active and its
+/// `next_run_at` is still `from`; exactly the rows that moved get a run. Returns the moved ids.
+pub(crate) async fn advance_and_record_pg<C: ConnectionTrait>(
+    store: &Store<C>,
+    advances: &[Advance],
+    trigger: crate::store::RunTrigger,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    const SQL: &str = "WITH v(sid, from_at, slot_at, to_at) AS (\
+        SELECT * FROM unnest($1::text::bigint[], $2::text::timestamptz[], \
+        $3::text::timestamptz[], $4::text::timestamptz[])), \
+        moved AS (UPDATE subscriptions SET next_run_at = v.to_at, last_run_at = v.slot_at, \
+        updated_at = $5 FROM v WHERE subscriptions.id = v.sid \
+        AND subscriptions.status = $6 AND subscriptions.next_run_at = v.from_at \
+        RETURNING subscriptions.id, v.slot_at), \
+        ins AS (INSERT INTO cycle_runs \
+        (subscription_id, slot, \"trigger\", status, attempt, enqueued_at) \
+        SELECT id, slot_at, $7, $8, 0, $5 FROM moved \
+        ON CONFLICT (subscription_id, slot) DO NOTHING) \
+        SELECT id FROM moved";
+    if advances.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = String::with_capacity(advances.len() * 8 + 2);
+    let mut from = String::with_capacity(advances.len() * 30 + 2);
+    let mut slot = String::with_capacity(advances.len() * 30 + 2);
+    let mut to = String::with_capacity(advances.len() * 30 + 2);
+    for (i, a) in advances.iter().enumerate() {
+        let sep = if i == 0 { "{" } else { "," };
+        for (out, at) in [(&mut from, a.from), (&mut slot, a.slot), (&mut to, a.to)] {
+            out.push_str(sep);
+            push_timestamp(out, at);
+        }
+        ids.push_str(sep);
+        ids.push_str(&a.id.to_string());
+    }
+    for out in [&mut ids, &mut from, &mut slot, &mut to] {
+        out.push('}');
+    }
+    let values: Vec<Value> = vec![
+        ids.into(),
+        from.into(),
+        slot.into(),
+        to.into(),
+        now.into(),
+        SubscriptionStatus::Active.to_string().into(),
+        trigger.to_string().into(),
+        RunStatus::Enqueued.to_string().into(),
+    ];
+    let rows = store
+        .connection()
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            SQL,
+            values,
+        ))
+        .await
+        .map_err(db("advancing due schedules and recording their runs"))?;
+    rows.into_iter()
+        .map(|row| {
+            row.try_get_by_index::<i64>(0)
+                .map_err(db("reading advanced schedules"))
+        })
+        .collect()
+}
+
+/// `at` as a PostgreSQL `timestamptz` array element: UTC, microseconds, explicit offset, so the
+/// text round-trips exactly (the compare-and-set compares for equality).
+fn push_timestamp(out: &mut String, at: DateTime<Utc>) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "\"{}\"", at.format("%Y-%m-%d %H:%M:%S%.6f+00"));
+}
+
 /// Records an `enqueued` run of trigger `scheduled` for each (subscription, slot); a slot that
 /// already has a run keeps it. Returns how many rows were written.
 pub(crate) async fn insert_runs<C: ConnectionTrait>(
