@@ -439,10 +439,10 @@ async fn a_contended_job_is_retried_and_then_succeeds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_contended_slot_the_scheduler_has_moved_past_is_skipped_not_retried() {
+async fn a_slot_contended_to_its_last_attempt_after_the_scheduler_moved_on_is_skipped() {
     let f = Fleet::new().await;
     let sub = f.subscription("erin").await;
-    // The scheduler has enqueued a later slot (last_run_at = T0 + 600) while an earlier
+    // The scheduler has enqueued a later slot (last_run_at = T0 + 600) while another
     // cycle still holds the lock: T0's job is superseded.
     assert!(
         f.store()
@@ -464,6 +464,11 @@ async fn a_contended_slot_the_scheduler_has_moved_past_is_skipped_not_retried() 
         .unwrap();
     assert!(f.enqueue(sub.id, T0).await);
     let running = Running::start(vec![f.worker("w1").await], &f.queue);
+    // Early attempts are retried as any contention is (the holder may finish in time).
+    wait_until("a retry to be scheduled", || async {
+        f.queue.depth().await.unwrap().delayed > 0
+    })
+    .await;
     wait_until("the superseded run to be skipped", || async {
         f.runs(Some(RunStatus::Skipped)).await.len() == 1
     })
@@ -481,6 +486,7 @@ async fn a_contended_slot_the_scheduler_has_moved_past_is_skipped_not_retried() 
         .unwrap()
         .unwrap();
     assert_eq!(run.attempt, 0, "never started: {run:?}");
+    assert_eq!(run.status, RunStatus::Skipped);
     assert!(
         run.error.as_deref().unwrap_or("").starts_with("superseded"),
         "{run:?}"

@@ -498,11 +498,14 @@ impl Worker {
             .await?
         else {
             d.metrics.lock(LockEvent::Contended);
-            // The subscription's previous cycle still holds the lock and the scheduler has
-            // already moved past this slot: running it after the later one would act on a
-            // stale slot, and retrying it would only pile jobs up behind a slow cycle. It is
-            // recorded as skipped (as missed slots are after downtime), not dead-lettered.
-            if job.trigger == Trigger::Scheduled && sub.last_run_at.is_some_and(|l| l > job.slot) {
+            // Still contended on the last attempt while the scheduler has already moved past
+            // this slot: the subscription's cycles run slower than its interval. The slot is
+            // recorded as skipped (as missed slots are after downtime), not dead-lettered: a
+            // later slot runs, and a dead letter per slot would only page someone for it.
+            if info.is_last_attempt()
+                && job.trigger == Trigger::Scheduled
+                && sub.last_run_at.is_some_and(|l| l > job.slot)
+            {
                 d.store
                     .finish_run(
                         run.id,
@@ -512,8 +515,9 @@ impl Worker {
                             confidence: None,
                             analysis: None,
                             error: Some(format!(
-                                "superseded: the lock was held by an earlier cycle and a later \
-                                 slot is already scheduled ({})",
+                                "superseded: the subscription was still locked by another \
+                                 cycle on the last attempt and a later slot is already \
+                                 scheduled ({})",
                                 sub.last_run_at.map(|l| l.to_rfc3339()).unwrap_or_default()
                             )),
                         },
