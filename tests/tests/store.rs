@@ -614,6 +614,34 @@ test_both_backends!(
         let pnls: Vec<Decimal> = trades.iter().map(|t| t.realized_pnl.get()).collect();
         assert_eq!(pnls, vec![dec!(1.5), dec!(-0.25)]);
         assert!(trades.iter().all(|t| t.status == PositionStatus::Closed));
+        // The cycle's window: closed trades only, newest first, at most `limit`.
+        store
+            .insert_trade(&NewTrade {
+                subscription_id: sub,
+                run_id: None,
+                symbol: "BTC/USDT:USDT".parse().unwrap(),
+                side: PositionSide::Long,
+                quantity: dec!(1),
+                entry_price: dec!(100),
+                exit_price: None,
+                realized_pnl: dec!(0),
+                fees: dec!(0.1),
+                opened_at: t0() + Duration::minutes(5),
+                closed_at: None,
+            })
+            .await
+            .unwrap();
+        let recent = |limit| async move {
+            store
+                .recent_closed_trades(sub, limit)
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.realized_pnl.get())
+                .collect::<Vec<Decimal>>()
+        };
+        assert_eq!(recent(10).await, vec![dec!(-0.25), dec!(1.5)]);
+        assert_eq!(recent(1).await, vec![dec!(-0.25)]);
 
         let dl = store
             .insert_dead_letter(

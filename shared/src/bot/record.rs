@@ -230,6 +230,10 @@ pub async fn record_outcome<C: ConnectionTrait>(
 
 /// How many equity snapshots the peak is taken over (the newest ones).
 pub const PEAK_WINDOW: u64 = 5_000;
+/// Closed trades the breakers and Kelly sizing look at: the most recent ones, so a cycle's cost
+/// does not grow with the subscription's age (a 5m bot that trades every hour closes ~8,700
+/// trades a year).
+pub const TRADE_WINDOW: u64 = 1_000;
 
 /// The state the next cycle of `subscription` starts from.
 pub async fn load_state<C: ConnectionTrait>(
@@ -264,11 +268,10 @@ pub async fn load_state<C: ConnectionTrait>(
             })
         }
     };
-    let mut trades = store.list_trades(subscription_id).await?;
-    trades.reverse();
-    let trade_pnls_newest_first = trades
+    let trade_pnls_newest_first = store
+        .recent_closed_trades(subscription_id, TRADE_WINDOW)
+        .await?
         .iter()
-        .filter(|t| t.status == PositionStatus::Closed)
         .map(|t| t.realized_pnl.get())
         .collect();
     let snapshots = store

@@ -359,6 +359,23 @@ impl<C: ConnectionTrait> Store<C> {
     }
 
     /// A subscription's trades in the order they were opened.
+    /// The subscription's last `limit` closed trades, newest first (by open time, then id).
+    pub async fn recent_closed_trades(
+        &self,
+        subscription_id: i64,
+        limit: u64,
+    ) -> Result<Vec<trade::Model>, StoreError> {
+        trade::Entity::find()
+            .filter(trade::Column::SubscriptionId.eq(subscription_id))
+            .filter(trade::Column::Status.eq(PositionStatus::Closed))
+            .order_by_desc(trade::Column::OpenedAt)
+            .order_by_desc(trade::Column::Id)
+            .limit(limit)
+            .all(&self.conn)
+            .await
+            .map_err(db_err("listing recent closed trades"))
+    }
+
     pub async fn list_trades(&self, subscription_id: i64) -> Result<Vec<trade::Model>, StoreError> {
         trade::Entity::find()
             .filter(trade::Column::SubscriptionId.eq(subscription_id))
