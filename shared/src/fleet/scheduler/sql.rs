@@ -10,6 +10,12 @@ use sea_orm::{
 
 use crate::store::{RunStatus, Store, StoreError, SubscriptionStatus, cycle_run, subscription};
 
+/// Rows per PostgreSQL batch statement. sqlx leaves Nagle's algorithm on, and over TLS a message
+/// is written as 16 KB records: a message of two or more records waits for the server's delayed
+/// ACK (~40 ms) before its last record leaves. Measured: 1,000-row statements (~100 KB) made
+/// 100,000 subscriptions take 5.5 s over TLS and 2.4 s without it. 300 rows stay in one record.
+const PG_ROWS_PER_STATEMENT: usize = 300;
+
 /// Rows per statement; keeps every statement far below the bind-parameter limits.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -148,9 +154,10 @@ pub(crate) async fn advance_many<C: ConnectionTrait>(
     Ok(moved)
 }
 
-/// PostgreSQL: [`advance_many`] and [`insert_runs`] in one statement. The batch travels as four
-/// array parameters (`unnest`), so the statement text and its plan are the same for every batch
-/// and a batch of any size costs one round trip. Each row moves only while it is active and its
+/// PostgreSQL: [`advance_many`] and [`insert_runs`] in one statement. The batch travels as three
+/// array parameters (`unnest`: ids, `from`, `slot`; the new `next_run_at` is `slot` plus the
+/// row's interval, as [`Advance::to`] is), so the statement text and its plan are the same for
+/// every batch and a batch of any size costs one round trip. Each row moves only while it is active and its
 /// `next_run_at` is still `from`; exactly the rows that moved get a run. Returns the moved ids.
 pub(crate) async fn advance_and_record_pg<C: ConnectionTrait>(
     store: &Store<C>,
@@ -158,70 +165,68 @@ pub(crate) async fn advance_and_record_pg<C: ConnectionTrait>(
     trigger: crate::store::RunTrigger,
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, StoreError> {
-    const SQL: &str = "WITH v(sid, from_at, slot_at, to_at) AS (\
-        SELECT * FROM unnest($1::text::bigint[], $2::text::timestamptz[], \
-        $3::text::timestamptz[], $4::text::timestamptz[])), \
-        moved AS (UPDATE subscriptions SET next_run_at = v.to_at, last_run_at = v.slot_at, \
-        updated_at = $5 FROM v WHERE subscriptions.id = v.sid \
-        AND subscriptions.status = $6 AND subscriptions.next_run_at = v.from_at \
+    // Timestamps travel as epoch microseconds and `next_run_at` is computed from the row's
+    // interval (as `plan_slot` does): ~45 bytes a row, so a statement of
+    // `PG_ROWS_PER_STATEMENT` rows fits in one 16 KB TLS record.
+    const SQL: &str = "WITH v(sid, from_at, slot_at) AS (\
+        SELECT sid, 'epoch'::timestamptz + f * interval '1 microsecond', \
+        'epoch'::timestamptz + s * interval '1 microsecond' \
+        FROM unnest($1::text::bigint[], $2::text::bigint[], $3::text::bigint[]) AS u(sid, f, s)), \
+        moved AS (UPDATE subscriptions SET \
+        next_run_at = v.slot_at + subscriptions.interval_seconds * interval '1 second', \
+        last_run_at = v.slot_at, updated_at = $4 FROM v WHERE subscriptions.id = v.sid \
+        AND subscriptions.status = $5 AND subscriptions.next_run_at = v.from_at \
         RETURNING subscriptions.id, v.slot_at), \
         ins AS (INSERT INTO cycle_runs \
         (subscription_id, slot, \"trigger\", status, attempt, enqueued_at) \
-        SELECT id, slot_at, $7, $8, 0, $5 FROM moved \
+        SELECT id, slot_at, $6, $7, 0, $4 FROM moved \
         ON CONFLICT (subscription_id, slot) DO NOTHING) \
         SELECT id FROM moved";
-    if advances.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut ids = String::with_capacity(advances.len() * 8 + 2);
-    let mut from = String::with_capacity(advances.len() * 30 + 2);
-    let mut slot = String::with_capacity(advances.len() * 30 + 2);
-    let mut to = String::with_capacity(advances.len() * 30 + 2);
-    for (i, a) in advances.iter().enumerate() {
-        let sep = if i == 0 { "{" } else { "," };
-        for (out, at) in [(&mut from, a.from), (&mut slot, a.slot), (&mut to, a.to)] {
-            out.push_str(sep);
-            push_timestamp(out, at);
+    let mut moved = Vec::with_capacity(advances.len());
+    for chunk in advances.chunks(PG_ROWS_PER_STATEMENT) {
+        let mut ids = String::with_capacity(chunk.len() * 8 + 2);
+        let mut from = String::with_capacity(chunk.len() * 18 + 2);
+        let mut slot = String::with_capacity(chunk.len() * 18 + 2);
+        for (i, a) in chunk.iter().enumerate() {
+            let sep = if i == 0 { "{" } else { "," };
+            for (out, n) in [
+                (&mut ids, a.id),
+                (&mut from, a.from.timestamp_micros()),
+                (&mut slot, a.slot.timestamp_micros()),
+            ] {
+                out.push_str(sep);
+                out.push_str(&n.to_string());
+            }
         }
-        ids.push_str(sep);
-        ids.push_str(&a.id.to_string());
+        for out in [&mut ids, &mut from, &mut slot] {
+            out.push('}');
+        }
+        let values: Vec<Value> = vec![
+            ids.into(),
+            from.into(),
+            slot.into(),
+            now.into(),
+            SubscriptionStatus::Active.to_string().into(),
+            trigger.to_string().into(),
+            RunStatus::Enqueued.to_string().into(),
+        ];
+        let rows = store
+            .connection()
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                SQL,
+                values,
+            ))
+            .await
+            .map_err(db("advancing due schedules and recording their runs"))?;
+        for row in rows {
+            moved.push(
+                row.try_get_by_index::<i64>(0)
+                    .map_err(db("reading advanced schedules"))?,
+            );
+        }
     }
-    for out in [&mut ids, &mut from, &mut slot, &mut to] {
-        out.push('}');
-    }
-    let values: Vec<Value> = vec![
-        ids.into(),
-        from.into(),
-        slot.into(),
-        to.into(),
-        now.into(),
-        SubscriptionStatus::Active.to_string().into(),
-        trigger.to_string().into(),
-        RunStatus::Enqueued.to_string().into(),
-    ];
-    let rows = store
-        .connection()
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            SQL,
-            values,
-        ))
-        .await
-        .map_err(db("advancing due schedules and recording their runs"))?;
-    rows.into_iter()
-        .map(|row| {
-            row.try_get_by_index::<i64>(0)
-                .map_err(db("reading advanced schedules"))
-        })
-        .collect()
-}
-
-/// `at` as a PostgreSQL `timestamptz` array element: UTC, microseconds, explicit offset, so the
-/// text round-trips exactly (the compare-and-set compares for equality).
-fn push_timestamp(out: &mut String, at: DateTime<Utc>) {
-    use std::fmt::Write;
-    // Writing to a String cannot fail.
-    let _ = write!(out, "\"{}\"", at.format("%Y-%m-%d %H:%M:%S%.6f+00"));
+    Ok(moved)
 }
 
 /// Records an `enqueued` run of trigger `scheduled` for each (subscription, slot); a slot that
