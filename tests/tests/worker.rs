@@ -186,6 +186,15 @@ impl Fleet {
             .unwrap()
     }
 
+    /// Waits until no job is waiting, in flight or delayed.
+    async fn wait_drained(&self) {
+        wait_until("the queue to drain", || async {
+            let d = self.queue.depth().await.unwrap();
+            (d.waiting, d.in_flight, d.delayed) == (0, 0, 0)
+        })
+        .await;
+    }
+
     async fn enqueue(&self, sub: i64, slot: i64) -> bool {
         let job = TradingCycle {
             subscription_id: sub,
@@ -338,11 +347,7 @@ async fn three_workers_run_every_slot_exactly_once() {
             .any(|d| d.job_id.as_deref() == Some("bad-1"))
     })
     .await;
-    wait_until("the queue to drain", || async {
-        let d = f.queue.depth().await.unwrap();
-        (d.waiting, d.in_flight, d.delayed) == (0, 0, 0)
-    })
-    .await;
+    f.wait_drained().await;
     // Still running: one more slot succeeds after the malformed job.
     assert!(f.enqueue(subs[1].id, T0 + M * 300).await);
     wait_until("the extra slot", || async {
@@ -473,11 +478,7 @@ async fn a_slot_contended_to_its_last_attempt_after_the_scheduler_moved_on_is_sk
         f.runs(Some(RunStatus::Skipped)).await.len() == 1
     })
     .await;
-    wait_until("the queue to drain", || async {
-        let d = f.queue.depth().await.unwrap();
-        (d.waiting, d.in_flight, d.delayed) == (0, 0, 0)
-    })
-    .await;
+    f.wait_drained().await;
     running.stop().await;
     let run = f
         .store()
@@ -526,11 +527,7 @@ async fn unknown_subscriptions_are_dead_lettered_and_paused_ones_skipped() {
             .any(|d| d.job_id.as_deref() == Some("cycle:999999:1637107200"))
     })
     .await;
-    wait_until("the queue to drain", || async {
-        let d = f.queue.depth().await.unwrap();
-        (d.waiting, d.in_flight, d.delayed) == (0, 0, 0)
-    })
-    .await;
+    f.wait_drained().await;
     running.stop().await;
     let letters = f.store().list_dead_letters(None, 10).await.unwrap();
     assert_eq!(
