@@ -334,6 +334,16 @@ async fn round(
             }
         })
         .collect();
+    // The run rows first, as the scheduler writes them with its enqueue (a worker only creates
+    // a run for a job nobody recorded: a manual one or a lost row).
+    let id_list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    conn.execute_unprepared(&format!(
+        "INSERT INTO cycle_runs (subscription_id, slot, \"trigger\", status, attempt, enqueued_at) \
+         SELECT id, {slot}, 'scheduled', 'enqueued', 0, now() FROM subscriptions \
+         WHERE id IN ({id_list}) ON CONFLICT (subscription_id, slot) DO NOTHING",
+        slot = sql_ts(slot)
+    ))
+    .await?;
     queue.enqueue_many(&envelopes).await?;
     let expected = ids.len() as i64;
     let deadline = Instant::now() + PATIENCE;
@@ -544,6 +554,10 @@ async fn run(
         "fleet: warm-up round (first cycle of each subscription), 1 worker: {warm} succeeded, \
          {other} not, {warm_rate:.0}/s"
     );
+    // Fresh statistics, as autovacuum would gather on a production server (this machine's
+    // PostgreSQL runs with `autovacuum = off`). Without them the plans the workers prepared
+    // while the tables were empty stay sequential scans.
+    db.conn().execute_unprepared("ANALYZE").await?;
     let cpu = CpuShare::start(&[w1.pid()]);
     let ((ok1, other1, rate1), peak1) =
         sampling_rss(&[w1.pid()], round(db.conn(), &queue, &ids[..jobs], slot(1))).await?;

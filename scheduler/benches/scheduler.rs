@@ -20,6 +20,49 @@ use tradefleet_tests::{TestDb, TestRedis};
 
 const SUBSCRIPTIONS: i64 = 100_000;
 
+/// CPU seconds (user + system) so far of this process, of every `postgres` process and of every
+/// `redis-server` process.
+fn cpu_seconds() -> [f64; 3] {
+    let mut out = [0.0; 3];
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let slot = if pid == me {
+            0
+        } else if head.contains("(postgres") {
+            1
+        } else if head.contains("(redis-server") {
+            2
+        } else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        out[slot] += (ticks(11) + ticks(12)) / 100.0; // USER_HZ
+    }
+    out
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let db = TestDb::postgres().await?;
@@ -85,17 +128,32 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0 + chrono::Duration::seconds(1)));
+    let mut config = SchedulerConfig::default();
+    if let Some(n) = std::env::var("SCHEDULER_PARALLEL_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.parallel_batches = n;
+    }
+    if let Some(n) = std::env::var("SCHEDULER_BATCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.batch_size = n;
+    }
     let mut scheduler = Scheduler::new(
         store.clone(),
         queue.clone(),
         LockManager::connect(&redis_cfg).await?,
         clock,
-        SchedulerSettings::from_config(&SchedulerConfig::default()),
+        SchedulerSettings::from_config(&config),
     )?;
 
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let report = scheduler.tick().await?;
     let elapsed = started.elapsed();
+    let cpu_after = cpu_seconds();
 
     let runs = store
         .list_runs(&RunFilter {
@@ -107,14 +165,23 @@ async fn main() -> anyhow::Result<()> {
     let depth = queue.depth().await?;
     println!(
         "scheduler: one tick enqueued {} of {} due subscriptions in {:.3} s \
-         ({:.0} per second; {} runs recorded, {} jobs waiting; batch size {})",
+         ({:.0} per second; {} runs recorded, {} jobs waiting; batch size {}, {} parallel \
+         batches)",
         report.enqueued,
         report.due,
         elapsed.as_secs_f64(),
         report.enqueued as f64 / elapsed.as_secs_f64().max(1e-9),
         runs,
         depth.waiting,
-        SchedulerConfig::default().batch_size,
+        config.batch_size,
+        config.parallel_batches,
+    );
+    println!(
+        "scheduler: CPU during the tick: scheduler {:.2} s, postgres {:.2} s, redis {:.2} s \
+         (postgres and redis machine-wide)",
+        cpu_after[0] - cpu_before[0],
+        cpu_after[1] - cpu_before[1],
+        cpu_after[2] - cpu_before[2],
     );
     if elapsed > Duration::from_secs(2) {
         println!("scheduler: SLOWER than the 2 s design target");

@@ -84,6 +84,9 @@ pub struct SchedulerConfig {
     pub tick_ms: u64,
     /// Subscriptions read and enqueued per transaction.
     pub batch_size: u32,
+    /// Batch transactions run side by side on PostgreSQL, each over its own share of the
+    /// subscriptions (`id % n`); SQLite always runs one (it has one writer).
+    pub parallel_batches: u32,
     /// Leader lease; a standby takes over within this time after the leader dies.
     pub lease_ttl_ms: u64,
     /// Spread each subscription's start over up to this many ms after its slot (0 = off).
@@ -100,6 +103,7 @@ impl Default for SchedulerConfig {
         Self {
             tick_ms: 1_000,
             batch_size: 1_000,
+            parallel_batches: 4,
             lease_ttl_ms: 10_000,
             jitter_ms: 0,
             listen: "127.0.0.1:9101".into(),
@@ -346,6 +350,9 @@ impl Config {
         }
         if self.scheduler.batch_size == 0 {
             return bad("scheduler.batch_size", "must be at least 1");
+        }
+        if !(1..=64).contains(&self.scheduler.parallel_batches) {
+            return bad("scheduler.parallel_batches", "must be between 1 and 64");
         }
         if self.scheduler.lease_ttl_ms < 1_000 {
             return bad("scheduler.lease_ttl_ms", "must be at least 1000");

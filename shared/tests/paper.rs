@@ -965,3 +965,103 @@ async fn on_a_period_boundary_the_new_period_is_forming_and_empty() {
     assert_eq!(k.len(), 2);
     assert!(k.iter().all(|c| c.closed));
 }
+
+/// A store that counts its reads and writes.
+#[derive(Debug, Default)]
+struct Counting {
+    inner: MemoryPaperStore,
+    loads: std::sync::atomic::AtomicUsize,
+    saves: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.loads.load(SeqCst), self.saves.load(SeqCst))
+    }
+}
+
+#[async_trait::async_trait]
+impl PaperStore for Counting {
+    async fn load(
+        &self,
+        account: &str,
+    ) -> tradefleet::exchange::ExchangeResult<Option<tradefleet::exchange::paper::PaperState>> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.load(account).await
+    }
+    async fn save(
+        &self,
+        account: &str,
+        state: &tradefleet::exchange::paper::PaperState,
+    ) -> tradefleet::exchange::ExchangeResult<()> {
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.save(account, state).await
+    }
+}
+
+#[tokio::test]
+async fn an_account_is_written_only_when_a_call_changed_it_and_read_once_when_held() {
+    let clock = Arc::new(ManualClock::new(at(T0)));
+    let store = Arc::new(Counting::default());
+    let source = ReplaySource::bundled().unwrap();
+    let make = |held: bool| {
+        let ex = PaperExchange::with_parts(
+            PaperSettings::default(),
+            clock.clone(),
+            source.clone(),
+            store.clone(),
+        )
+        .unwrap();
+        if held { ex.holding_account() } else { ex }
+    };
+
+    // Not held: every call reads; only the first (a new account) and the order write.
+    let shared = make(false);
+    shared.balance("USDT").await.unwrap();
+    shared.balance("USDT").await.unwrap();
+    assert_eq!(store.counts(), (2, 1));
+    shared
+        .place_order(&req(
+            "s1",
+            Side::Buy,
+            OrderType::Market,
+            dec!(100),
+            None,
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.counts(), (3, 2));
+
+    // Held (one instance per cycle under the subscription's lock): one read for the whole life,
+    // a write only for the order and for the simulated time that passed.
+    let held = make(true);
+    held.positions(None).await.unwrap();
+    held.balance("USDT").await.unwrap();
+    assert_eq!(store.counts(), (4, 2));
+    held.place_order(&req(
+        "h1",
+        Side::Buy,
+        OrderType::Market,
+        dec!(50),
+        None,
+        false,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(store.counts(), (4, 3));
+    clock.set(at(T0 + M5));
+    assert_eq!(held.positions(None).await.unwrap()[0].quantity, dec!(150));
+    assert_eq!(store.counts(), (4, 4), "a new candle processed is a change");
+    held.balance("USDT").await.unwrap();
+    assert_eq!(store.counts(), (4, 4));
+
+    // What the held instance wrote is what a fresh reader sees.
+    let reader = make(false);
+    assert_eq!(reader.positions(None).await.unwrap()[0].quantity, dec!(150));
+    assert_eq!(
+        reader.balance("USDT").await.unwrap(),
+        held.balance("USDT").await.unwrap()
+    );
+}

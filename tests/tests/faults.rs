@@ -198,7 +198,8 @@ fn job(sub: i64, slot: DateTime<Utc>) -> Envelope {
 }
 
 async fn wait_run(store: &Store, sub: i64, slot: DateTime<Utc>) -> cycle_run::Model {
-    wait_for(PATIENCE, "the run to succeed", || async {
+    // Long enough for a retry that backed off to a minute.
+    wait_for(PATIENCE * 3, "the run to succeed", || async {
         let run = store.run_for_slot(sub, slot).await?;
         Ok(run.filter(|r| r.status == RunStatus::Succeeded))
     })
@@ -713,9 +714,12 @@ async fn the_fleet_rides_out_a_postgres_outage() {
     let store = store::connect(&url, 4).await.unwrap();
     let interval = 2;
     let subs = subscriptions(&store, 3, interval, next_second(500)).await;
+    // Eight attempts: the retries (2 s doubling) span minutes, so the job outlives the outage
+    // and a slow restart on a loaded machine; five span only ~15-30 s.
     let env = FleetEnv::new(&url, redis.url(), redis.prefix())
         .with("TRADEFLEET__SCHEDULER__TICK_MS", 100)
-        .with("TRADEFLEET__DATABASE__CONNECT_TIMEOUT_MS", 1_000);
+        .with("TRADEFLEET__DATABASE__CONNECT_TIMEOUT_MS", 1_000)
+        .with("TRADEFLEET__WORKER__MAX_ATTEMPTS", 8);
     let mut workers = vec![
         env.spawn("worker", &[]).unwrap(),
         env.spawn("worker", &[]).unwrap(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rust_decimal_macros::dec;
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use tradefleet::bot::crawl::NoCache;
 use tradefleet::bot::cycle::{CycleSpec, run_cycle};
@@ -21,8 +22,8 @@ use tradefleet::domain::{Symbol, Timeframe};
 use tradefleet::exchange::paper::PaperSettings;
 use tradefleet::exchange::{Exchange, VenueParams, build_exchange};
 use tradefleet::store::{
-    BotKind, NewBot, NewRun, NewSubscription, OrderRole, PositionStatus, RunStatus, RunTrigger,
-    Store, StoreError, SubscriptionStatus,
+    BotKind, EquityMarks, FencedFinish, NewBot, NewRun, NewSubscription, OrderRole, PositionStatus,
+    RunOutcome, RunStatus, RunTrigger, Store, StoreError, SubscriptionStatus,
 };
 use tradefleet_tests::test_both_backends;
 
@@ -155,7 +156,7 @@ test_both_backends! {
         let tx = store.begin().await.unwrap();
         let summary = record_outcome(
             &tx,
-            &RecordContext { run_id: run1, subscription_id: sub.id, exchange: "paper", fencing_token: 1, now: clock.now() },
+            &RecordContext { run_id: run1, subscription_id: sub.id, exchange: "paper", fencing_token: 1, now: clock.now(), marks: None },
             &out,
         )
         .await
@@ -178,7 +179,7 @@ test_both_backends! {
         let tx = store.begin().await.unwrap();
         let err = record_outcome(
             &tx,
-            &RecordContext { run_id: run1, subscription_id: sub.id, exchange: "paper", fencing_token: 0, now: clock.now() },
+            &RecordContext { run_id: run1, subscription_id: sub.id, exchange: "paper", fencing_token: 0, now: clock.now(), marks: None },
             &out,
         )
         .await
@@ -200,7 +201,7 @@ test_both_backends! {
         let tx = store.begin().await.unwrap();
         let summary = record_outcome(
             &tx,
-            &RecordContext { run_id: run2, subscription_id: sub.id, exchange: "paper", fencing_token: 2, now: clock.now() },
+            &RecordContext { run_id: run2, subscription_id: sub.id, exchange: "paper", fencing_token: 2, now: clock.now(), marks: None },
             &out,
         )
         .await
@@ -265,7 +266,7 @@ test_both_backends! {
         let tx = store.begin().await.unwrap();
         let summary = record_outcome(
             &tx,
-            &RecordContext { run_id: run, subscription_id: sub.id, exchange: "paper", fencing_token: 1, now: clock.now() },
+            &RecordContext { run_id: run, subscription_id: sub.id, exchange: "paper", fencing_token: 1, now: clock.now(), marks: None },
             &out,
         )
         .await
@@ -322,4 +323,198 @@ test_both_backends! {
         let state = load_state(store, &sibling, at(T0)).await.unwrap();
         assert_eq!(state.open_exposure, dec!(100));
     }
+}
+
+test_both_backends! {
+    async fn equity_marks_are_seeded_from_snapshots_then_kept_on_the_subscription(db) {
+        let store = db.store();
+        let sub = subscription(store).await;
+        let now = at(T0 + 7_200);
+        // History: a peak yesterday, then today's first and a later equity.
+        store.insert_equity_snapshot(sub.id, at(T0 - 600), dec!(20000), dec!(0)).await.unwrap();
+        store.insert_equity_snapshot(sub.id, at(T0 + 60), dec!(10500), dec!(0)).await.unwrap();
+        store.insert_equity_snapshot(sub.id, at(T0 + 3_600), dec!(10400), dec!(0)).await.unwrap();
+
+        // No marks yet: they are seeded from the snapshots.
+        let seeded = load_state(store, &sub, now).await.unwrap();
+        assert_eq!(seeded.peak_equity, Some(dec!(20000)));
+        assert_eq!(seeded.day_start_equity, Some(dec!(10500)));
+        assert_eq!(seeded.day_start_at, Some(at(T0 + 60)));
+
+        // A record stores the marks after its equity with the fencing check...
+        let marks = EquityMarks::after(
+            seeded.peak_equity,
+            seeded.day_start_equity.zip(seeded.day_start_at),
+            dec!(10300),
+            now,
+        );
+        assert_eq!(
+            marks,
+            EquityMarks { peak: dec!(20000), day_start_equity: dec!(10500), day_start_at: at(T0 + 60) }
+        );
+        store.check_fencing_token_with_marks(sub.id, 1, Some(&marks)).await.unwrap();
+        // ...and from then on they come with the subscription, not from the snapshots.
+        store
+            .connection()
+            .execute_unprepared("DELETE FROM equity_snapshots")
+            .await
+            .unwrap();
+        let sub = store.subscription(sub.id).await.unwrap();
+        let kept = load_state(store, &sub, now).await.unwrap();
+        assert_eq!(kept.peak_equity, Some(dec!(20000)));
+        assert_eq!(kept.day_start_equity, Some(dec!(10500)));
+        assert_eq!(kept.day_start_at, Some(at(T0 + 60)));
+
+        // The next UTC day has no day start until its first record, which becomes it.
+        let tomorrow = at(T0 + 86_400 + 30);
+        let next_day = load_state(store, &sub, tomorrow).await.unwrap();
+        assert_eq!(next_day.peak_equity, Some(dec!(20000)));
+        assert_eq!(next_day.day_start_equity, None);
+        let rolled = EquityMarks::after(next_day.peak_equity, None, dec!(21000), tomorrow);
+        assert_eq!(
+            rolled,
+            EquityMarks { peak: dec!(21000), day_start_equity: dec!(21000), day_start_at: tomorrow }
+        );
+        // A stale fencing token stores nothing.
+        store.check_fencing_token_with_marks(sub.id, 2, Some(&rolled)).await.unwrap();
+        let stale = EquityMarks { peak: dec!(1), ..rolled };
+        assert!(store.check_fencing_token_with_marks(sub.id, 1, Some(&stale)).await.is_err());
+        let sub = store.subscription(sub.id).await.unwrap();
+        assert_eq!(sub.peak_equity.map(|p| p.get()), Some(dec!(21000)));
+        assert_eq!(sub.day_start_at, Some(tomorrow));
+    }
+}
+
+#[tokio::test]
+async fn the_one_statement_record_is_fenced_and_all_or_nothing() {
+    let db = tradefleet_tests::TestDb::postgres().await.unwrap();
+    let store = db.store();
+    let sub = subscription(store).await;
+    let run = run_row(store, sub.id, T0).await;
+    store.mark_running(run, "w-1", 4, 1, at(T0)).await.unwrap();
+    // A newer worker already committed under token 5.
+    store.check_fencing_token(sub.id, 5).await.unwrap();
+    let outcome = RunOutcome {
+        status: RunStatus::Succeeded,
+        signal: Some("HOLD".into()),
+        confidence: Some(dec!(0.4213)),
+        analysis: Some(json!({"notes": ["held"]})),
+        error: None,
+    };
+    let marks = EquityMarks {
+        peak: dec!(10100),
+        day_start_equity: dec!(10000),
+        day_start_at: at(T0),
+    };
+    let finish = |token: i64, run_id: i64| FencedFinish {
+        run_id,
+        subscription_id: sub.id,
+        fencing_token: token,
+        now: at(T0 + 30),
+        snapshot: Some((dec!(10050.5), dec!(-1.25))),
+        marks: Some(&marks),
+        outcome: &outcome,
+    };
+
+    // Stale: nothing is written.
+    match store.finish_run_fenced(&finish(4, run)).await {
+        Err(StoreError::StaleFencingToken {
+            token: 4,
+            newest: 5,
+            ..
+        }) => {}
+        other => panic!("expected a stale token error, got {other:?}"),
+    }
+    assert_eq!(store.run(run).await.unwrap().status, RunStatus::Running);
+    assert!(
+        store
+            .list_equity_snapshots(sub.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.subscription(sub.id).await.unwrap().peak_equity, None);
+    // A run that does not exist: nothing is written either, and the error names the run.
+    assert!(matches!(
+        store.finish_run_fenced(&finish(6, run + 1_000)).await,
+        Err(StoreError::NotFound {
+            entity: "cycle run",
+            ..
+        })
+    ));
+    assert_eq!(
+        store.subscription(sub.id).await.unwrap().last_fencing_token,
+        Some(5)
+    );
+    assert!(
+        store
+            .list_equity_snapshots(sub.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Current: the run, the snapshot, the marks and the token, in one statement.
+    store.finish_run_fenced(&finish(6, run)).await.unwrap();
+    let row = store.run(run).await.unwrap();
+    assert_eq!(row.status, RunStatus::Succeeded);
+    assert_eq!(row.signal.as_deref(), Some("HOLD"));
+    assert_eq!(row.confidence.map(|c| c.get()), Some(dec!(0.4213)));
+    assert_eq!(row.analysis, Some(json!({"notes": ["held"]})));
+    assert_eq!(row.finished_at, Some(at(T0 + 30)));
+    let snaps = store.list_equity_snapshots(sub.id, 10).await.unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0].equity.get(), dec!(10050.5));
+    assert_eq!(snaps[0].unrealized_pnl.get(), dec!(-1.25));
+    let s = store.subscription(sub.id).await.unwrap();
+    assert_eq!(s.last_fencing_token, Some(6));
+    assert_eq!(s.peak_equity.map(|p| p.get()), Some(dec!(10100)));
+    assert_eq!(s.day_start_equity.map(|p| p.get()), Some(dec!(10000)));
+    assert_eq!(s.day_start_at, Some(at(T0)));
+
+    // A finish without a balance keeps the marks and writes no snapshot.
+    let run2 = run_row(store, sub.id, T0 + 300).await;
+    let mut bare = finish(7, run2);
+    bare.snapshot = None;
+    bare.marks = None;
+    store.finish_run_fenced(&bare).await.unwrap();
+    assert_eq!(
+        store.list_equity_snapshots(sub.id, 10).await.unwrap().len(),
+        1
+    );
+    let s = store.subscription(sub.id).await.unwrap();
+    assert_eq!(s.peak_equity.map(|p| p.get()), Some(dec!(10100)));
+    assert_eq!(store.run(run2).await.unwrap().status, RunStatus::Succeeded);
+    db.close().await;
+}
+
+#[tokio::test]
+async fn the_one_statement_record_is_refused_on_sqlite() {
+    let db = tradefleet_tests::TestDb::sqlite().await.unwrap();
+    let store = db.store();
+    let sub = subscription(store).await;
+    let run = run_row(store, sub.id, T0).await;
+    let outcome = RunOutcome {
+        status: RunStatus::Succeeded,
+        signal: None,
+        confidence: None,
+        analysis: None,
+        error: None,
+    };
+    let result = store
+        .finish_run_fenced(&FencedFinish {
+            run_id: run,
+            subscription_id: sub.id,
+            fencing_token: 1,
+            now: at(T0),
+            snapshot: None,
+            marks: None,
+            outcome: &outcome,
+        })
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::Invalid { .. })),
+        "{result:?}"
+    );
+    db.close().await;
 }

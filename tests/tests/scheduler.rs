@@ -33,6 +33,8 @@ fn settings() -> SchedulerSettings {
     SchedulerSettings {
         // Small batches, so a tick spans several transactions.
         batch_size: 3,
+        // Three pipelines on PostgreSQL, so ticks cover the partitioned reads too.
+        parallel_batches: 3,
         lease_ttl: Duration::from_secs(10),
         jitter_ms: 0,
         reconcile_after: chrono::Duration::seconds(60),

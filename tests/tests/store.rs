@@ -201,6 +201,49 @@ test_both_backends!(
 );
 
 test_both_backends!(
+    async fn the_cycle_context_is_the_subscription_its_bot_and_the_run_of_the_slot(db) {
+        let store = db.store();
+        let sub = subscription(store, "ann", t0()).await;
+        let other = subscription(store, "bob", t0()).await;
+        // No run recorded yet (a manual job): the subscription and its bot only.
+        let ctx = store.cycle_context(sub, t0()).await.unwrap();
+        assert_eq!(ctx.subscription, store.subscription(sub).await.unwrap());
+        assert_eq!(ctx.bot, store.bot(ctx.subscription.bot_id).await.unwrap());
+        assert_eq!(ctx.run, None);
+        // Runs of other slots and of other subscriptions are not it.
+        for (s, slot) in [(sub, t0() + Duration::seconds(300)), (other, t0())] {
+            store
+                .insert_run(&NewRun {
+                    subscription_id: s,
+                    slot,
+                    trigger: RunTrigger::Scheduled,
+                    enqueued_at: t0(),
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.cycle_context(sub, t0()).await.unwrap().run, None);
+        let run = store
+            .insert_run(&NewRun {
+                subscription_id: sub,
+                slot: t0(),
+                trigger: RunTrigger::Scheduled,
+                enqueued_at: t0(),
+            })
+            .await
+            .unwrap()
+            .into_run();
+        let ctx = store.cycle_context(sub, t0()).await.unwrap();
+        assert_eq!(ctx.run, Some(run));
+        assert_eq!(ctx.subscription.id, sub);
+        assert!(matches!(
+            store.cycle_context(999_999, t0()).await,
+            Err(StoreError::NotFound { entity: "subscription", .. })
+        ));
+    }
+);
+
+test_both_backends!(
     async fn run_lifecycle_is_recorded(db) {
         let store = db.store();
         let sub = subscription(store, "ann", t0()).await;

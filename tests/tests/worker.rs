@@ -376,6 +376,19 @@ async fn three_workers_run_every_slot_exactly_once() {
         }
         let orders = f.store().list_orders(s.id, 100).await.unwrap();
         assert!(!orders.is_empty(), "sub {} placed orders on PAPER", s.id);
+        // The subscription's equity peak is the highest snapshot its cycles recorded.
+        let snapshots = f.store().list_equity_snapshots(s.id, 100).await.unwrap();
+        assert_eq!(
+            snapshots.len(),
+            usize::try_from(M).unwrap() + usize::from(s.id == subs[1].id)
+        );
+        let row = f.store().subscription(s.id).await.unwrap();
+        assert_eq!(
+            row.peak_equity.map(|p| p.get()),
+            snapshots.iter().map(|x| x.equity.get()).max(),
+            "sub {}",
+            s.id
+        );
     }
     let after = f
         .store()

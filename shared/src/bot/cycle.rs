@@ -59,6 +59,8 @@ pub struct CycleState {
     pub peak_equity: Option<Decimal>,
     /// First equity recorded today (UTC).
     pub day_start_equity: Option<Decimal>,
+    /// When `day_start_equity` was recorded.
+    pub day_start_at: Option<DateTime<Utc>>,
     /// Notional of the principal's other open positions on this exchange.
     pub open_exposure: Decimal,
 }

@@ -15,8 +15,8 @@ use super::cycle::{CycleOutcome, CycleState};
 use super::execution::{ExecutedOrder, ExitReason, TrackedPosition};
 use crate::domain::{ClientOrderId, Order};
 use crate::store::{
-    NewPosition, NewTrade, OrderRecord, OrderRole, PositionStatus, RunOutcome, RunStatus, Store,
-    StoreError, subscription,
+    EquityMarks, FencedFinish, NewPosition, NewTrade, OrderRecord, OrderRole, PositionStatus,
+    RunOutcome, RunStatus, Store, StoreError, subscription,
 };
 
 /// Who is recording, for what.
@@ -28,6 +28,25 @@ pub struct RecordContext<'a> {
     pub exchange: &'a str,
     pub fencing_token: i64,
     pub now: DateTime<Utc>,
+    /// The subscription's equity marks after this cycle ([`equity_marks`]), stored with the
+    /// fencing check; `None` leaves them as they are.
+    pub marks: Option<EquityMarks>,
+}
+
+/// The equity marks after `outcome` (a cycle that started from `state`), recorded at `now`:
+/// `None` when the cycle read no balance.
+pub fn equity_marks(
+    state: &CycleState,
+    outcome: &CycleOutcome,
+    now: DateTime<Utc>,
+) -> Option<EquityMarks> {
+    let balance = outcome.balance.as_ref()?;
+    Some(EquityMarks::after(
+        state.peak_equity,
+        state.day_start_equity.zip(state.day_start_at),
+        balance.equity,
+        now,
+    ))
 }
 
 /// What was written.
@@ -83,7 +102,7 @@ pub async fn record_outcome<C: ConnectionTrait>(
     outcome: &CycleOutcome,
 ) -> Result<RecordSummary, StoreError> {
     store
-        .check_fencing_token(ctx.subscription_id, ctx.fencing_token)
+        .check_fencing_token_with_marks(ctx.subscription_id, ctx.fencing_token, ctx.marks.as_ref())
         .await?;
     let mut summary = RecordSummary::default();
 
@@ -203,49 +222,99 @@ pub async fn record_outcome<C: ConnectionTrait>(
         summary.paused = true;
     }
 
-    let signal = outcome.signal.as_ref();
     store
-        .finish_run(
-            ctx.run_id,
-            &RunOutcome {
-                status: if outcome.breaker.is_some() {
-                    RunStatus::Skipped
-                } else {
-                    RunStatus::Succeeded
-                },
-                signal: signal.map(|s| s.action().as_str().to_string()),
-                confidence: signal.and_then(|s| {
-                    Decimal::try_from(s.confidence())
-                        .ok()
-                        .map(|d| d.round_dp(4))
-                }),
-                analysis: Some(analysis_json(outcome)),
-                error: None,
-            },
-            ctx.now,
-        )
+        .close_run(ctx.run_id, &run_outcome(outcome), ctx.now)
         .await?;
     Ok(summary)
 }
 
-/// How many equity snapshots the peak is taken over (the newest ones).
+/// How the run of `outcome` ended, for its row.
+fn run_outcome(outcome: &CycleOutcome) -> RunOutcome {
+    let signal = outcome.signal.as_ref();
+    RunOutcome {
+        status: if outcome.breaker.is_some() {
+            RunStatus::Skipped
+        } else {
+            RunStatus::Succeeded
+        },
+        signal: signal.map(|s| s.action().as_str().to_string()),
+        confidence: signal.and_then(|s| {
+            Decimal::try_from(s.confidence())
+                .ok()
+                .map(|d| d.round_dp(4))
+        }),
+        analysis: Some(analysis_json(outcome)),
+        error: None,
+    }
+}
+
+/// On PostgreSQL, the record of an outcome that placed, closed, opened and paused nothing (most
+/// cycles: the strategy holds) as one statement with the fencing check: one round trip instead
+/// of the five of a transaction. `Ok(None)` when the outcome needs [`record_outcome`] in a
+/// transaction (or the database is SQLite); nothing was written then.
+pub async fn record_outcome_at_once<C: ConnectionTrait>(
+    store: &Store<C>,
+    ctx: &RecordContext<'_>,
+    outcome: &CycleOutcome,
+) -> Result<Option<RecordSummary>, StoreError> {
+    let only_the_run = outcome.execution.is_none()
+        && outcome.close_order.is_none()
+        && outcome.closed.is_none()
+        && outcome.breaker.is_none();
+    if !only_the_run || store.backend() != sea_orm::DbBackend::Postgres {
+        return Ok(None);
+    }
+    store
+        .finish_run_fenced(&FencedFinish {
+            run_id: ctx.run_id,
+            subscription_id: ctx.subscription_id,
+            fencing_token: ctx.fencing_token,
+            now: ctx.now,
+            snapshot: outcome
+                .balance
+                .as_ref()
+                .map(|b| (b.equity, b.unrealized_pnl)),
+            marks: ctx.marks.as_ref(),
+            outcome: &run_outcome(outcome),
+        })
+        .await?;
+    Ok(Some(RecordSummary::default()))
+}
+
+/// How many of the newest equity snapshots seed the equity marks of a subscription that has
+/// none yet.
 pub const PEAK_WINDOW: u64 = 5_000;
 /// Closed trades the breakers and Kelly sizing look at: the most recent ones, so a cycle's cost
 /// does not grow with the subscription's age (a 5m bot that trades every hour closes ~8,700
 /// trades a year).
 pub const TRADE_WINDOW: u64 = 1_000;
 
-/// The state the next cycle of `subscription` starts from.
+/// The state the next cycle of `subscription` starts from: three queries (the open positions
+/// of the principal on the venue, the newest closed trades, and the protective orders when a
+/// position is open); the equity marks come with the subscription row.
 pub async fn load_state<C: ConnectionTrait>(
     store: &Store<C>,
     subscription: &subscription::Model,
     now: DateTime<Utc>,
 ) -> Result<CycleState, StoreError> {
     let subscription_id = subscription.id;
-    let open = store
-        .list_positions(subscription_id, Some(PositionStatus::Open))
-        .await?;
-    let tracked = match open.into_iter().next() {
+    // Its own open position, and the notional (at entry) of the principal's other open
+    // positions on this exchange.
+    let mut own = None;
+    let mut open_exposure = Decimal::ZERO;
+    for p in store
+        .open_positions_of_principal(subscription.principal_id, &subscription.exchange)
+        .await?
+    {
+        if p.subscription_id == subscription_id {
+            if own.is_none() {
+                own = Some(p);
+            }
+        } else {
+            open_exposure += p.quantity.get() * p.entry_price.get();
+        }
+    }
+    let tracked = match own {
         None => None,
         Some(p) => {
             // The protective orders of the newest entry are the position's.
@@ -269,34 +338,32 @@ pub async fn load_state<C: ConnectionTrait>(
         }
     };
     let trade_pnls_newest_first = store
-        .recent_closed_trades(subscription_id, TRADE_WINDOW)
-        .await?
-        .iter()
-        .map(|t| t.realized_pnl.get())
-        .collect();
-    let snapshots = store
-        .list_equity_snapshots(subscription_id, PEAK_WINDOW)
+        .recent_closed_trade_pnls(subscription_id, TRADE_WINDOW)
         .await?;
-    let peak_equity = snapshots.iter().map(|s| s.equity.get()).max();
-    let today = now.date_naive();
-    let day_start_equity = snapshots
-        .iter()
-        .filter(|s| s.time.date_naive() == today)
-        .min_by_key(|s| s.time)
-        .map(|s| s.equity.get());
-    // Notional (at entry) of the principal's other open positions on this exchange.
-    let open_exposure = store
-        .sibling_open_exposure(
-            subscription.principal_id,
-            &subscription.exchange,
-            subscription_id,
-        )
-        .await?;
+    let (peak_equity, day_start) = match EquityMarks::of(subscription, now) {
+        Some((peak, day_start)) => (Some(peak), day_start.zip(subscription.day_start_at)),
+        // No marks yet (a new subscription, or one from before the marks): seed them from
+        // the newest snapshots, once; this cycle's record stores them.
+        None => {
+            let snapshots = store
+                .list_equity_snapshots(subscription_id, PEAK_WINDOW)
+                .await?;
+            let peak = snapshots.iter().map(|s| s.equity.get()).max();
+            let today = now.date_naive();
+            let day_start = snapshots
+                .iter()
+                .filter(|s| s.time.date_naive() == today)
+                .min_by_key(|s| s.time)
+                .map(|s| (s.equity.get(), s.time));
+            (peak, day_start)
+        }
+    };
     Ok(CycleState {
         tracked,
         trade_pnls_newest_first,
         peak_equity,
-        day_start_equity,
+        day_start_equity: day_start.map(|(e, _)| e),
+        day_start_at: day_start.map(|(_, at)| at),
         open_exposure,
     })
 }

@@ -55,6 +55,10 @@ pub enum SchedulerError {
 pub struct SchedulerSettings {
     /// Subscriptions read and advanced per transaction.
     pub batch_size: u32,
+    /// Batch pipelines run side by side on PostgreSQL, each over the subscriptions with
+    /// `id % parallel_batches` equal to its index (disjoint, so they never contend for a row).
+    /// SQLite runs one.
+    pub parallel_batches: u32,
     /// The leader lease; a standby takes over within this time after the leader dies.
     pub lease_ttl: Duration,
     /// Spread each subscription's job over up to this many ms after its slot (0 = off).
@@ -75,6 +79,7 @@ impl SchedulerSettings {
         };
         Self {
             batch_size: config.batch_size.max(1),
+            parallel_batches: config.parallel_batches.max(1),
             lease_ttl: Duration::from_millis(config.lease_ttl_ms),
             jitter_ms: config.jitter_ms,
             reconcile_after: chrono::Duration::milliseconds(reconcile_ms),
@@ -317,45 +322,96 @@ impl Scheduler {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<(), SchedulerError> {
-        // The Redis enqueue of a committed batch runs while the next batch's SQL does; at most
-        // one is in flight, and it is always awaited (errors included) before the tick ends.
-        let mut pending: Option<tokio::task::JoinHandle<Result<u64, QueueError>>> = None;
-        let result = self.enqueue_batches(now, report, &mut pending).await;
-        let enqueued = match pending.take() {
-            Some(handle) => join_enqueue(handle).await,
-            None => Ok(0),
+        // PostgreSQL runs one pipeline per share of the subscriptions (`id % n`), side by side:
+        // its per-row work (index updates, the run insert, the foreign-key check) then uses
+        // more than one core. SQLite has one writer, so it runs one pipeline over everything.
+        let parts = if self.store.backend() == sea_orm::DbBackend::Postgres {
+            self.settings.parallel_batches.max(1)
+        } else {
+            1
         };
-        match enqueued {
-            Ok(n) => report.enqueued += n,
-            Err(e) => {
-                result?;
-                return Err(e);
+        let this = &*self;
+        let results = futures::future::join_all((0..parts).map(|k| {
+            this.enqueue_part(
+                now,
+                Partition {
+                    index: k,
+                    of: parts,
+                },
+            )
+        }))
+        .await;
+        let mut first_error = None;
+        for (part, result) in results {
+            report.due += part.due;
+            report.enqueued += part.enqueued;
+            report.skipped_slots += part.skipped_slots;
+            if part.lost_lease {
+                report.leader = false;
+            }
+            if let Err(e) = result
+                && first_error.is_none()
+            {
+                first_error = Some(e);
             }
         }
-        result?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         if let Some(m) = &self.metrics {
             m.scheduler_due_backlog(0);
         }
         Ok(())
     }
 
-    async fn enqueue_batches(
-        &mut self,
+    /// One pipeline over `part` of the due subscriptions: what it did (also when it failed
+    /// part-way: the batches committed before the error count) and how it ended.
+    async fn enqueue_part(
+        &self,
         now: DateTime<Utc>,
-        report: &mut TickReport,
+        part: Partition,
+    ) -> (PartReport, Result<(), SchedulerError>) {
+        let mut report = PartReport::default();
+        // The Redis enqueue of a committed batch runs while the next batch's SQL does; at most
+        // one is in flight per pipeline, and it is always awaited (errors included) before the
+        // pipeline ends.
+        let mut pending: Option<tokio::task::JoinHandle<Result<u64, QueueError>>> = None;
+        let result = self
+            .enqueue_batches(now, part, &mut report, &mut pending)
+            .await;
+        let enqueued = match pending.take() {
+            Some(handle) => join_enqueue(handle).await,
+            None => Ok(0),
+        };
+        let result = match (result, enqueued) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(n)) => {
+                report.enqueued += n;
+                Ok(())
+            }
+        };
+        (report, result)
+    }
+
+    async fn enqueue_batches(
+        &self,
+        now: DateTime<Utc>,
+        part: Partition,
+        report: &mut PartReport,
         pending: &mut Option<tokio::task::JoinHandle<Result<u64, QueueError>>>,
     ) -> Result<(), SchedulerError> {
         let batch = u64::from(self.settings.batch_size);
         let postgres = self.store.backend() == sea_orm::DbBackend::Postgres;
         loop {
-            let due = sql::due(&self.store, now, batch).await?;
+            let due = sql::due(&self.store, now, batch, part).await?;
             let full = due.len() as u64 == batch;
             report.due += due.len() as u64;
             if due.is_empty() {
                 break;
             }
             if !self.lease_held() {
-                report.leader = false;
+                report.lost_lease = true;
                 break;
             }
             let (advances, skipped, unusable) = plan_batch(&due, now);
@@ -386,7 +442,7 @@ impl Scheduler {
             if !self.lease_held() {
                 // Lost the lease mid-batch: let the new leader do it.
                 tx.rollback().await?;
-                report.leader = false;
+                report.lost_lease = true;
                 break;
             }
             tx.commit().await?;
@@ -481,6 +537,22 @@ impl Scheduler {
         }
         Ok(added)
     }
+}
+
+/// The share of the subscriptions one batch pipeline reads: those with `id % of == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Partition {
+    pub index: u32,
+    pub of: u32,
+}
+
+/// What one batch pipeline did.
+#[derive(Debug, Default)]
+struct PartReport {
+    due: u64,
+    enqueued: u64,
+    skipped_slots: u64,
+    lost_lease: bool,
 }
 
 /// The jobs of one committed batch.

@@ -29,11 +29,13 @@ use rust_decimal::prelude::ToPrimitive;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tracing::Instrument;
 
-use crate::bot::crawl::RedisCandleCache;
+use crate::bot::crawl::{CandleCache, NoCache, RedisCandleCache};
 use crate::bot::cycle::{CycleError, CycleOutcome, CycleSpec, run_cycle};
 use crate::bot::execution::{ExecutionSettings, WriteGate};
 use crate::bot::llm::LlmAdvisor;
-use crate::bot::record::{RecordContext, load_state, record_outcome};
+use crate::bot::record::{
+    RecordContext, equity_marks, load_state, record_outcome, record_outcome_at_once,
+};
 use crate::bot::risk::RiskConfig;
 use crate::bot::strategy::{Strategy, StrategyError};
 use crate::clock::Clock;
@@ -52,7 +54,7 @@ use crate::queue::{
 };
 use crate::store::{
     CredentialKey, NewRun, RunOutcome, RunStatus, RunTrigger, Store, StoreError,
-    SubscriptionStatus, cycle_run, dead_letter, open_credentials, subscription,
+    SubscriptionStatus, bot, cycle_run, dead_letter, open_credentials, subscription,
 };
 use crate::telemetry::{CycleStage, JobEvent, LockEvent, Metrics, set_parent_from};
 use crate::vault::KeyRing;
@@ -407,33 +409,39 @@ impl Worker {
     /// Runs one job; see the module docs for the steps.
     pub async fn handle(&self, job: &TradingCycle, info: &JobInfo) -> Result<JobOutcome, JobError> {
         let d = &self.ctx.deps;
-        let sub = match d.store.subscription(job.subscription_id).await {
-            Ok(s) => s,
+        let context = match d.store.cycle_context(job.subscription_id, job.slot).await {
+            Ok(c) => c,
             Err(StoreError::NotFound { .. }) => {
                 return Err(JobError::UnknownSubscription(job.subscription_id));
             }
             Err(e) => return Err(e.into()),
         };
+        let (sub, bot) = (context.subscription, context.bot);
         let now = d.clock.now();
-        let run = d
-            .store
-            .insert_run(&NewRun {
-                subscription_id: sub.id,
-                slot: job.slot,
-                trigger: match job.trigger {
-                    Trigger::Scheduled => RunTrigger::Scheduled,
-                    Trigger::Manual => RunTrigger::Manual,
-                },
-                enqueued_at: now,
-            })
-            .await?
-            .into_run();
+        // The scheduler recorded the run when it enqueued the job; a manual job, or one whose
+        // run is gone, records it here.
+        let run = match context.run {
+            Some(run) => run,
+            None => d
+                .store
+                .insert_run(&NewRun {
+                    subscription_id: sub.id,
+                    slot: job.slot,
+                    trigger: match job.trigger {
+                        Trigger::Scheduled => RunTrigger::Scheduled,
+                        Trigger::Manual => RunTrigger::Manual,
+                    },
+                    enqueued_at: now,
+                })
+                .await?
+                .into_run(),
+        };
         if run.status.is_terminal() {
             return Ok(JobOutcome::AlreadyDone(run.status));
         }
         if sub.status != SubscriptionStatus::Active {
             d.store
-                .finish_run(
+                .close_run(
                     run.id,
                     &RunOutcome {
                         status: RunStatus::Skipped,
@@ -447,7 +455,7 @@ impl Worker {
                 .await?;
             return Ok(JobOutcome::Skipped);
         }
-        self.locked(job, info, &sub, &run).await
+        self.locked(job, info, &sub, &bot, &run).await
     }
 
     /// A failed attempt's run, if it is still the one this attempt started (running under
@@ -484,6 +492,7 @@ impl Worker {
         job: &TradingCycle,
         info: &JobInfo,
         sub: &subscription::Model,
+        bot: &bot::Model,
         run: &cycle_run::Model,
     ) -> Result<JobOutcome, JobError> {
         let d = &self.ctx.deps;
@@ -507,7 +516,7 @@ impl Worker {
                 && sub.last_run_at.is_some_and(|l| l > job.slot)
             {
                 d.store
-                    .finish_run(
+                    .close_run(
                         run.id,
                         &RunOutcome {
                             status: RunStatus::Skipped,
@@ -529,7 +538,7 @@ impl Worker {
             return Err(JobError::Contended(sub.id));
         };
         d.metrics.lock(LockEvent::Acquired);
-        let result = self.cycle(job, info, sub, run, &guard).await;
+        let result = self.cycle(job, info, sub, bot, run, &guard).await;
         if let Err(e) = &result {
             let fence = i64::try_from(guard.fencing_token().get()).unwrap_or(i64::MAX);
             self.mark_failed(run.id, fence, e, info).await;
@@ -553,6 +562,7 @@ impl Worker {
         job: &TradingCycle,
         info: &JobInfo,
         sub: &subscription::Model,
+        bot: &bot::Model,
         run: &cycle_run::Model,
         guard: &LockGuard,
     ) -> Result<JobOutcome, JobError> {
@@ -564,7 +574,7 @@ impl Worker {
         d.metrics.schedule_lateness(job.slot, job.slot + late);
         let attempt = i32::try_from(info.attempt).unwrap_or(i32::MAX);
         d.store
-            .start_run(
+            .mark_running(
                 run.id,
                 &self.ctx.settings.worker_id,
                 fence,
@@ -573,7 +583,6 @@ impl Worker {
             )
             .await?;
 
-        let bot = d.store.bot(sub.bot_id).await?;
         let strategy_config = merged(&bot.default_config, &sub.strategy_config);
         let strategy = (d.strategies)(&bot.strategy, &strategy_config)?;
         let risk: RiskConfig =
@@ -599,9 +608,16 @@ impl Worker {
         };
         let t = Instant::now();
         let exchange: Arc<dyn Exchange> = Arc::new(Instrumented::new(exchange, d.metrics.clone()));
+        // PAPER's candles are in this process already: the fleet cache would only add a Redis
+        // round trip and a JSON decode.
+        let cache: &dyn CandleCache = if is_paper(&sub.exchange) {
+            &NoCache
+        } else {
+            &self.ctx.cache
+        };
         let outcome = run_cycle(
             exchange.as_ref(),
-            &self.ctx.cache,
+            cache,
             d.llm.as_deref(),
             &spec,
             &state,
@@ -619,21 +635,25 @@ impl Worker {
         let t_record = Instant::now();
         guard.ensure_held()?;
         let record_span = tracing::info_span!("db.record", otel.kind = "client");
-        let tx = d.store.begin().instrument(record_span.clone()).await?;
-        record_outcome(
-            &tx,
-            &RecordContext {
-                run_id: run.id,
-                subscription_id: sub.id,
-                exchange: &sub.exchange,
-                fencing_token: fence,
-                now: d.clock.now(),
-            },
-            &outcome,
-        )
-        .instrument(record_span.clone())
-        .await?;
-        tx.commit().instrument(record_span).await?;
+        let record_now = d.clock.now();
+        let record = RecordContext {
+            run_id: run.id,
+            subscription_id: sub.id,
+            exchange: &sub.exchange,
+            fencing_token: fence,
+            now: record_now,
+            marks: equity_marks(&state, &outcome, record_now),
+        };
+        let at_once = record_outcome_at_once(&d.store, &record, &outcome)
+            .instrument(record_span.clone())
+            .await?;
+        if at_once.is_none() {
+            let tx = d.store.begin().instrument(record_span.clone()).await?;
+            record_outcome(&tx, &record, &outcome)
+                .instrument(record_span.clone())
+                .await?;
+            tx.commit().instrument(record_span).await?;
+        }
         d.metrics
             .cycle_stage(&sub.exchange, CycleStage::Record, t_record.elapsed());
         d.metrics
@@ -668,12 +688,14 @@ impl Worker {
                 account: format!("sub-{}", sub.id),
                 ..d.paper.clone()
             };
+            // One instance per cycle, under the subscription's lock: it may hold the account.
             let paper = PaperExchange::with_parts(
                 settings,
                 Arc::new(crate::clock::ManualClock::new(now)),
                 self.ctx.paper_source.clone(),
                 self.ctx.paper_store.clone(),
-            )?;
+            )?
+            .holding_account();
             return Ok(Arc::new(paper));
         }
         let Some(ring) = &d.keyring else {
@@ -709,6 +731,11 @@ impl Worker {
         };
         Ok(build_exchange(descriptor.name, &params)?)
     }
+}
+
+/// Whether `exchange` names the PAPER venue.
+fn is_paper(exchange: &str) -> bool {
+    crate::exchange::find_venue(exchange).is_ok_and(|d| d.name == "paper")
 }
 
 /// What the cycle's outcome says beyond the venue calls: a tripped breaker, and orders an

@@ -134,10 +134,28 @@ pub mod subscription {
         pub last_fencing_token: Option<i64>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// Highest equity recorded (the drawdown breaker's peak); `None` until the first one.
+        pub peak_equity: Option<DbDecimal>,
+        /// First equity recorded on the UTC day of `day_start_at` (the daily-loss breaker's base).
+        pub day_start_equity: Option<DbDecimal>,
+        pub day_start_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::bot::Entity",
+            from = "Column::BotId",
+            to = "super::bot::Column::Id"
+        )]
+        Bot,
+    }
+
+    impl Related<super::bot::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Bot.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

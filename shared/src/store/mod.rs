@@ -32,8 +32,8 @@ pub use entities::{
 };
 pub use records::{NewDeadLetter, NewPosition, NewTrade, OrderRecord};
 pub use rotation::{CredentialRowSource, open_credentials, seal_credentials, vault_principal};
-pub use runs::{InsertRun, NewRun, RunFilter, RunOutcome};
-pub use subscriptions::{NewSubscription, SubscriptionFilter};
+pub use runs::{FencedFinish, InsertRun, NewRun, RunFilter, RunOutcome};
+pub use subscriptions::{CycleContext, EquityMarks, NewSubscription, SubscriptionFilter};
 pub use types::{
     BotKind, DbDecimal, OrderRole, PositionStatus, RunStatus, RunTrigger, SubscriptionStatus,
     TimeframeList,

@@ -298,6 +298,30 @@ impl<C: ConnectionTrait> Store<C> {
             .map_err(db_err("listing positions"))
     }
 
+    /// The open positions of every subscription of `principal_id` on `exchange` (the cycle's own
+    /// and its siblings', whose notional caps its exposure), oldest first, in one query.
+    pub async fn open_positions_of_principal(
+        &self,
+        principal_id: i64,
+        exchange: &str,
+    ) -> Result<Vec<position::Model>, StoreError> {
+        use super::entities::subscription;
+        use sea_orm::sea_query::Query;
+        let subscriptions = Query::select()
+            .column(subscription::Column::Id)
+            .from(subscription::Entity)
+            .and_where(subscription::Column::PrincipalId.eq(principal_id))
+            .and_where(subscription::Column::Exchange.eq(exchange))
+            .to_owned();
+        position::Entity::find()
+            .filter(position::Column::Status.eq(PositionStatus::Open))
+            .filter(position::Column::SubscriptionId.in_subquery(subscriptions))
+            .order_by_asc(position::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(db_err("listing the principal's open positions"))
+    }
+
     /// Notional at entry (quantity x entry price) of the open positions of `principal_id`'s
     /// subscriptions on `exchange` other than `except_subscription_id`, in one query.
     pub async fn sibling_open_exposure(
@@ -374,6 +398,28 @@ impl<C: ConnectionTrait> Store<C> {
             .all(&self.conn)
             .await
             .map_err(db_err("listing recent closed trades"))
+    }
+
+    /// Realized PnL of the subscription's last `limit` closed trades, newest first (the order of
+    /// [`Store::recent_closed_trades`]); only the one column is read.
+    pub async fn recent_closed_trade_pnls(
+        &self,
+        subscription_id: i64,
+        limit: u64,
+    ) -> Result<Vec<Decimal>, StoreError> {
+        let pnls: Vec<DbDecimal> = trade::Entity::find()
+            .select_only()
+            .column(trade::Column::RealizedPnl)
+            .filter(trade::Column::SubscriptionId.eq(subscription_id))
+            .filter(trade::Column::Status.eq(PositionStatus::Closed))
+            .order_by_desc(trade::Column::OpenedAt)
+            .order_by_desc(trade::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.conn)
+            .await
+            .map_err(db_err("listing recent closed trades"))?;
+        Ok(pnls.into_iter().map(DbDecimal::get).collect())
     }
 
     pub async fn list_trades(&self, subscription_id: i64) -> Result<Vec<trade::Model>, StoreError> {

@@ -168,6 +168,20 @@ impl<C: ConnectionTrait> Store<C> {
         attempt: i32,
         now: DateTime<Utc>,
     ) -> Result<cycle_run::Model, StoreError> {
+        self.mark_running(id, worker_id, fencing_token, attempt, now)
+            .await?;
+        self.run(id).await
+    }
+
+    /// [`Store::start_run`] without reading the row back (one statement).
+    pub async fn mark_running(
+        &self,
+        id: i64,
+        worker_id: &str,
+        fencing_token: i64,
+        attempt: i32,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let res = cycle_run::Entity::update_many()
             .col_expr(Column::Status, Expr::value(RunStatus::Running))
             .col_expr(Column::WorkerId, Expr::value(Some(worker_id.to_string())))
@@ -181,7 +195,7 @@ impl<C: ConnectionTrait> Store<C> {
         if res.rows_affected == 0 {
             return Err(not_found(id));
         }
-        self.run(id).await
+        Ok(())
     }
 
     /// Records how the run ended. `Invalid` unless `outcome.status` is terminal.
@@ -191,6 +205,17 @@ impl<C: ConnectionTrait> Store<C> {
         outcome: &RunOutcome,
         now: DateTime<Utc>,
     ) -> Result<cycle_run::Model, StoreError> {
+        self.close_run(id, outcome, now).await?;
+        self.run(id).await
+    }
+
+    /// [`Store::finish_run`] without reading the row back (one statement).
+    pub async fn close_run(
+        &self,
+        id: i64,
+        outcome: &RunOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         if !outcome.status.is_terminal() {
             return Err(StoreError::Invalid {
                 what: "run outcome",
@@ -214,7 +239,7 @@ impl<C: ConnectionTrait> Store<C> {
         if res.rows_affected == 0 {
             return Err(not_found(id));
         }
-        self.run(id).await
+        Ok(())
     }
 
     /// Sets only the status (e.g. back to `enqueued` for a retry).
@@ -234,4 +259,103 @@ impl<C: ConnectionTrait> Store<C> {
         }
         self.run(id).await
     }
+
+    /// PostgreSQL only: the whole record of a cycle that wrote nothing but its run, its equity
+    /// snapshot and its equity marks, as one statement (one round trip, atomic without a
+    /// transaction). The fencing check comes first, as in [`Store::check_fencing_token`]: with a
+    /// stale `fencing_token` nothing is written and the error says so.
+    pub async fn finish_run_fenced(&self, finish: &FencedFinish<'_>) -> Result<(), StoreError> {
+        use sea_orm::{DbBackend, Statement, Value};
+        const SQL: &str = "WITH fence AS (UPDATE subscriptions SET last_fencing_token = $1, \
+            peak_equity = COALESCE($2, peak_equity), \
+            day_start_equity = COALESCE($3, day_start_equity), \
+            day_start_at = COALESCE($4, day_start_at) \
+            WHERE id = $5 AND (last_fencing_token IS NULL OR last_fencing_token <= $1) \
+            AND EXISTS (SELECT 1 FROM cycle_runs WHERE id = $14) RETURNING id), \
+            snap AS (INSERT INTO equity_snapshots (subscription_id, \"time\", equity, unrealized_pnl) \
+            SELECT id, $6, $7, $8 FROM fence WHERE $7 IS NOT NULL), \
+            run AS (UPDATE cycle_runs SET status = $9, signal = $10, confidence = $11, \
+            analysis = $12, error = $13, finished_at = $6 \
+            WHERE id = $14 AND EXISTS (SELECT 1 FROM fence) RETURNING id) \
+            SELECT (SELECT count(*) FROM fence), (SELECT count(*) FROM run)";
+        if self.backend() != DbBackend::Postgres {
+            return Err(StoreError::Invalid {
+                what: "one-statement record",
+                reason: "it is PostgreSQL SQL".into(),
+            });
+        }
+        let outcome = finish.outcome;
+        if !outcome.status.is_terminal() {
+            return Err(StoreError::Invalid {
+                what: "run outcome",
+                reason: format!("status {} is not terminal", outcome.status),
+            });
+        }
+        let marks = finish.marks;
+        let dec = Value::Decimal;
+        let values: Vec<Value> = vec![
+            finish.fencing_token.into(),
+            dec(marks.map(|m| m.peak)),
+            dec(marks.map(|m| m.day_start_equity)),
+            marks.map(|m| m.day_start_at).into(),
+            finish.subscription_id.into(),
+            finish.now.into(),
+            dec(finish.snapshot.map(|(equity, _)| equity)),
+            dec(finish.snapshot.map(|(_, upnl)| upnl)),
+            outcome.status.to_string().into(),
+            outcome.signal.clone().into(),
+            dec(outcome.confidence),
+            Value::Json(outcome.analysis.clone().map(Box::new)),
+            outcome.error.clone().into(),
+            finish.run_id.into(),
+        ];
+        let row = self
+            .conn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                SQL,
+                values,
+            ))
+            .await
+            .map_err(db_err("recording a cycle in one statement"))?
+            .ok_or_else(|| StoreError::Invalid {
+                what: "one-statement record",
+                reason: "returned no row".into(),
+            })?;
+        let fenced: i64 = row
+            .try_get_by_index(0)
+            .map_err(db_err("reading the fencing check"))?;
+        let finished: i64 = row
+            .try_get_by_index(1)
+            .map_err(db_err("reading the finished run"))?;
+        if fenced == 0 || finished == 0 {
+            // Nothing was written. Say why: the run is gone, or the token is stale.
+            self.run(finish.run_id).await?;
+            let newest = self
+                .subscription(finish.subscription_id)
+                .await?
+                .last_fencing_token
+                .unwrap_or_default();
+            return Err(StoreError::StaleFencingToken {
+                subscription_id: finish.subscription_id,
+                token: finish.fencing_token,
+                newest,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What [`Store::finish_run_fenced`] writes.
+#[derive(Debug, Clone)]
+pub struct FencedFinish<'a> {
+    pub run_id: i64,
+    pub subscription_id: i64,
+    pub fencing_token: i64,
+    pub now: DateTime<Utc>,
+    /// Equity and unrealized PnL of the snapshot, if the cycle read a balance.
+    pub snapshot: Option<(Decimal, Decimal)>,
+    /// The subscription's new equity marks; `None` keeps them.
+    pub marks: Option<&'a super::EquityMarks>,
+    pub outcome: &'a RunOutcome,
 }

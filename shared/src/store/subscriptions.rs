@@ -115,6 +115,80 @@ impl<C: ConnectionTrait> Store<C> {
             .ok_or_else(|| not_found(id))
     }
 
+    /// What a worker reads at the start of a cycle, in one query: the subscription, its bot, and
+    /// the run of `slot` if one was recorded (the scheduler records it with the enqueue).
+    pub async fn cycle_context(
+        &self,
+        id: i64,
+        slot: DateTime<Utc>,
+    ) -> Result<CycleContext, StoreError> {
+        use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query};
+        use sea_orm::{FromQueryResult, IdenStatic, Iterable};
+
+        use super::entities::{bot, cycle_run};
+        let mut q = Query::select();
+        for c in Column::iter() {
+            q.expr_as(
+                Expr::col((subscription::Entity, c)),
+                Alias::new(format!("s_{}", c.as_str())),
+            );
+        }
+        for c in bot::Column::iter() {
+            q.expr_as(
+                Expr::col((bot::Entity, c)),
+                Alias::new(format!("b_{}", c.as_str())),
+            );
+        }
+        for c in cycle_run::Column::iter() {
+            q.expr_as(
+                Expr::col((cycle_run::Entity, c)),
+                Alias::new(format!("r_{}", c.as_str())),
+            );
+        }
+        q.from(subscription::Entity)
+            .join(
+                JoinType::LeftJoin,
+                bot::Entity,
+                Expr::col((bot::Entity, bot::Column::Id))
+                    .equals((subscription::Entity, Column::BotId)),
+            )
+            .join(
+                JoinType::LeftJoin,
+                cycle_run::Entity,
+                Condition::all()
+                    .add(
+                        Expr::col((cycle_run::Entity, cycle_run::Column::SubscriptionId))
+                            .equals((subscription::Entity, Column::Id)),
+                    )
+                    .add(
+                        Expr::col((cycle_run::Entity, cycle_run::Column::Slot))
+                            .eq(slot.trunc_subsecs(6)),
+                    ),
+            )
+            .and_where(Expr::col((subscription::Entity, Column::Id)).eq(id));
+        let row = self
+            .conn
+            .query_one_raw(self.backend().build(&q))
+            .await
+            .map_err(db_err("reading a subscription, its bot and its run"))?
+            .ok_or_else(|| not_found(id))?;
+        const READ: &str = "reading a subscription, its bot and its run";
+        let subscription =
+            subscription::Model::from_query_result(&row, "s_").map_err(db_err(READ))?;
+        let bot = bot::Model::from_query_result_optional(&row, "b_")
+            .map_err(db_err(READ))?
+            .ok_or_else(|| StoreError::NotFound {
+                entity: "bot",
+                key: subscription.bot_id.to_string(),
+            })?;
+        let run = cycle_run::Model::from_query_result_optional(&row, "r_").map_err(db_err(READ))?;
+        Ok(CycleContext {
+            subscription,
+            bot,
+            run,
+        })
+    }
+
     /// Subscriptions matching `filter`, oldest first.
     pub async fn list_subscriptions(
         &self,
@@ -257,8 +331,30 @@ impl<C: ConnectionTrait> Store<C> {
         subscription_id: i64,
         token: i64,
     ) -> Result<(), StoreError> {
-        let res = subscription::Entity::update_many()
-            .col_expr(Column::LastFencingToken, Expr::value(Some(token)))
+        self.check_fencing_token_with_marks(subscription_id, token, None)
+            .await
+    }
+
+    /// [`Store::check_fencing_token`] that also stores the subscription's new equity marks, in
+    /// the same statement (the record transaction's first write).
+    pub async fn check_fencing_token_with_marks(
+        &self,
+        subscription_id: i64,
+        token: i64,
+        marks: Option<&EquityMarks>,
+    ) -> Result<(), StoreError> {
+        let mut update = subscription::Entity::update_many()
+            .col_expr(Column::LastFencingToken, Expr::value(Some(token)));
+        if let Some(m) = marks {
+            update = update
+                .col_expr(Column::PeakEquity, Expr::value(Some(DbDecimal(m.peak))))
+                .col_expr(
+                    Column::DayStartEquity,
+                    Expr::value(Some(DbDecimal(m.day_start_equity))),
+                )
+                .col_expr(Column::DayStartAt, Expr::value(Some(m.day_start_at)));
+        }
+        let res = update
             .filter(Column::Id.eq(subscription_id))
             .filter(
                 Condition::any()
@@ -277,6 +373,58 @@ impl<C: ConnectionTrait> Store<C> {
             token,
             newest: sub.last_fencing_token.unwrap_or_default(),
         })
+    }
+}
+
+/// What [`Store::cycle_context`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CycleContext {
+    pub subscription: subscription::Model,
+    pub bot: super::entities::bot::Model,
+    /// The run of the slot, when one was recorded.
+    pub run: Option<super::entities::cycle_run::Model>,
+}
+
+/// The equity marks the breakers read (see [`subscription::Model::peak_equity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EquityMarks {
+    /// Highest equity recorded.
+    pub peak: Decimal,
+    /// First equity recorded on the UTC day of `day_start_at`.
+    pub day_start_equity: Decimal,
+    pub day_start_at: DateTime<Utc>,
+}
+
+impl EquityMarks {
+    /// The marks of `sub` as its last cycle left them, for a cycle at `now`: the peak, and the
+    /// day's first equity when it was recorded on `now`'s UTC day. `None` when the subscription
+    /// has no marks yet (new, or created before the marks existed).
+    pub fn of(sub: &subscription::Model, now: DateTime<Utc>) -> Option<(Decimal, Option<Decimal>)> {
+        let peak = sub.peak_equity?.get();
+        let day_start = match (sub.day_start_equity, sub.day_start_at) {
+            (Some(e), Some(at)) if at.date_naive() == now.date_naive() => Some(e.get()),
+            _ => None,
+        };
+        Some((peak, day_start))
+    }
+
+    /// The marks after recording `equity` at `now`, from the marks before (`peak`, and the day
+    /// start when it is `now`'s day).
+    pub fn after(
+        peak: Option<Decimal>,
+        day_start: Option<(Decimal, DateTime<Utc>)>,
+        equity: Decimal,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let (day_start_equity, day_start_at) = match day_start {
+            Some((e, at)) if at.date_naive() == now.date_naive() => (e, at),
+            _ => (equity, now),
+        };
+        Self {
+            peak: peak.map_or(equity, |p| p.max(equity)),
+            day_start_equity,
+            day_start_at,
+        }
     }
 }
 

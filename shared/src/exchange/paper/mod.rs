@@ -167,8 +167,11 @@ pub struct PaperExchange {
     initial_balance: Decimal,
     clock: Arc<dyn Clock>,
     store: Arc<dyn PaperStore>,
-    /// Serialises load -> simulate -> save inside this process.
-    gate: tokio::sync::Mutex<()>,
+    /// Serialises load -> simulate -> save inside this process; holds the account between
+    /// calls when `held` is set.
+    gate: tokio::sync::Mutex<Option<PaperState>>,
+    /// This instance has the account to itself (see [`PaperExchange::holding_account`]).
+    held: bool,
 }
 
 impl PaperExchange {
@@ -270,7 +273,8 @@ impl PaperExchange {
             clock,
             store,
             source,
-            gate: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::Mutex::new(None),
+            held: false,
         })
     }
 
@@ -352,24 +356,38 @@ impl PaperExchange {
         })
     }
 
-    /// Load the account, simulate it up to now, run `op`, save. `op` must leave the state
-    /// untouched when it fails; the simulated progress is saved either way.
+    /// For a caller that holds the account alone for this instance's whole life (the worker,
+    /// under the subscription's lock, builds one instance per cycle): the account is read from
+    /// the store once and kept between calls. Any instance writes the account back only when a
+    /// call changed it.
+    pub fn holding_account(mut self) -> Self {
+        self.held = true;
+        self
+    }
+
+    /// Load the account, simulate it up to now, run `op`, save when anything changed. `op` must
+    /// leave the state untouched when it fails; the simulated progress is saved either way.
     async fn with_account<T>(
         &self,
         op: impl FnOnce(&mut PaperState, &AccountCtx) -> ExchangeResult<T>,
     ) -> ExchangeResult<T> {
-        let _turn = self.gate.lock().await;
+        let mut turn = self.gate.lock().await;
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
-        let mut st = match self.store.load(&self.account).await? {
-            Some(st) if st.version == STATE_VERSION => st,
-            Some(st) => {
-                return Err(config_error(format!(
-                    "paper account {} has state version {}, this build reads {STATE_VERSION}",
-                    self.account, st.version
-                )));
-            }
-            None => self.fresh_state(now_ms).await?,
+        // Taken out: put back only after a successful save, so a failed call reloads.
+        let kept = turn.take().filter(|_| self.held);
+        let (mut st, loaded) = match kept {
+            Some(st) => (st.clone(), Some(st)),
+            None => match self.store.load(&self.account).await? {
+                Some(st) if st.version == STATE_VERSION => (st.clone(), Some(st)),
+                Some(st) => {
+                    return Err(config_error(format!(
+                        "paper account {} has state version {}, this build reads {STATE_VERSION}",
+                        self.account, st.version
+                    )));
+                }
+                None => (self.fresh_state(now_ms).await?, None),
+            },
         };
         if now_ms > st.processed_until_ms {
             let base = self.source.base_interval_ms();
@@ -382,7 +400,12 @@ impl PaperExchange {
             price: self.price_at(now_ms).await?,
         };
         let out = op(&mut st, &ctx);
-        self.store.save(&self.account, &st).await?;
+        if loaded.as_ref() != Some(&st) {
+            self.store.save(&self.account, &st).await?;
+        }
+        if self.held {
+            *turn = Some(st);
+        }
         out
     }
 

@@ -3,11 +3,13 @@
 //! 1,000 subscriptions costs three round trips instead of three thousand.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Statement, Value,
 };
 
+use super::Partition;
 use crate::store::{RunStatus, Store, StoreError, SubscriptionStatus, cycle_run, subscription};
 
 /// Rows per PostgreSQL batch statement. sqlx leaves Nagle's algorithm on, and over TLS a message
@@ -66,9 +68,18 @@ pub(crate) async fn due<C: ConnectionTrait>(
     store: &Store<C>,
     now: DateTime<Utc>,
     limit: u64,
+    part: Partition,
 ) -> Result<Vec<DueRow>, StoreError> {
     use subscription::Column;
-    let rows: Vec<(i64, DateTime<Utc>, i64)> = subscription::Entity::find()
+    let mut query = subscription::Entity::find();
+    if part.of > 1 {
+        query = query.filter(
+            Expr::col(Column::Id)
+                .modulo(i64::from(part.of))
+                .eq(i64::from(part.index)),
+        );
+    }
+    let rows: Vec<(i64, DateTime<Utc>, i64)> = query
         .select_only()
         .column(Column::Id)
         .column(Column::NextRunAt)
