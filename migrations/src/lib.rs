@@ -11,6 +11,7 @@ mod m20261121_000002_subscriptions;
 mod m20261121_000003_trading;
 mod m20261121_000004_dead_letters;
 mod m20261121_000005_equity_marks;
+mod m20261121_000006_due_order;
 
 /// The command operators run to bring a database up to date; error messages name it.
 pub const MIGRATE_COMMAND: &str = "migrations up";
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000003_trading::Migration),
             Box::new(m20261121_000004_dead_letters::Migration),
             Box::new(m20261121_000005_equity_marks::Migration),
+            Box::new(m20261121_000006_due_order::Migration),
         ]
     }
 }

@@ -84,8 +84,8 @@ pub struct SchedulerConfig {
     pub tick_ms: u64,
     /// Subscriptions read and enqueued per transaction.
     pub batch_size: u32,
-    /// Batch transactions run side by side on PostgreSQL, each over its own share of the
-    /// subscriptions (`id % n`); SQLite always runs one (it has one writer).
+    /// Due batches written at once on PostgreSQL, each in its own transaction; SQLite always
+    /// writes one at a time (it has one writer).
     pub parallel_batches: u32,
     /// Leader lease; a standby takes over within this time after the leader dies.
     pub lease_ttl_ms: u64,

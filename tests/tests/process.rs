@@ -97,21 +97,21 @@ fn unmigrated_database_is_refused_until_migrations_run() {
             .assert()
             .failure()
             .stderr(predicate::str::contains("migrations up"))
-            .stderr(predicate::str::contains("5 of 5 migrations pending"));
+            .stderr(predicate::str::contains("6 of 6 migrations pending"));
     }
 
     bin("migrations", dir.path())
         .args(["--database-url", &url, "up"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("applied 5 migration(s)"));
+        .stdout(predicate::str::contains("applied 6 migration(s)"));
     bin("migrations", dir.path())
         .env("DATABASE_URL", &url)
         .arg("status")
         .assert()
         .success()
         .stdout(predicate::str::contains("Pending").not())
-        .stdout(predicate::str::contains("m20261121_000005_equity_marks"));
+        .stdout(predicate::str::contains("m20261121_000006_due_order"));
 
     // Past every check the worker starts (database, schema, Redis, health server); `--check`
     // stops it at once.
@@ -144,7 +144,7 @@ fn unmigrated_database_is_refused_until_migrations_run() {
         .env("DATABASE_URL", &url)
         .assert()
         .failure()
-        .stderr(predicate::str::contains("1 of 5 migrations pending"));
+        .stderr(predicate::str::contains("1 of 6 migrations pending"));
 }
 
 #[test]

@@ -507,3 +507,34 @@ async fn a_standby_takes_over_when_the_leader_stops_renewing() {
     redis.close().await.unwrap();
     db.close().await;
 }
+
+#[tokio::test]
+async fn more_batch_writers_than_pooled_connections_still_finish_the_tick() {
+    // Eight writers over a pool of two connections: a page read waiting for a connection must
+    // not stop the writers holding them (all polled by one task) from finishing.
+    let db = TestDb::postgres().await.unwrap();
+    let redis = TestRedis::new().await.unwrap();
+    subscriptions(db.store(), 40, t0(), 60).await;
+    let small = tradefleet::store::connect(db.url(), 2).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0()));
+    let mut s = Scheduler::new(
+        small.clone(),
+        queue(&redis).await,
+        LockManager::connect(&redis_config(&redis, redis.prefix()))
+            .await
+            .unwrap(),
+        clock,
+        SchedulerSettings {
+            parallel_batches: 8,
+            ..settings()
+        },
+    )
+    .unwrap();
+    let report = s.tick().await.unwrap();
+    assert_eq!((report.due, report.enqueued), (40, 40));
+    assert_eq!(all_runs(db.store()).await.len(), 40);
+    s.release().await.unwrap();
+    small.close().await.ok();
+    redis.close().await.unwrap();
+    db.close().await;
+}

@@ -46,8 +46,6 @@ pub enum SchedulerError {
     Lease(#[from] LockError),
     #[error("invalid scheduler settings: {0}")]
     Settings(String),
-    #[error("the enqueue task failed: {0}")]
-    EnqueueTask(String),
 }
 
 /// Tuning of a [`Scheduler`].
@@ -55,9 +53,8 @@ pub enum SchedulerError {
 pub struct SchedulerSettings {
     /// Subscriptions read and advanced per transaction.
     pub batch_size: u32,
-    /// Batch pipelines run side by side on PostgreSQL, each over the subscriptions with
-    /// `id % parallel_batches` equal to its index (disjoint, so they never contend for a row).
-    /// SQLite runs one.
+    /// Due batches written at once on PostgreSQL (one reader pages through the due rows; each
+    /// page is a disjoint batch). SQLite writes one at a time.
     pub parallel_batches: u32,
     /// The leader lease; a standby takes over within this time after the leader dies.
     pub lease_ttl: Duration,
@@ -322,150 +319,121 @@ impl Scheduler {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<(), SchedulerError> {
-        // PostgreSQL runs one pipeline per share of the subscriptions (`id % n`), side by side:
-        // its per-row work (index updates, the run insert, the foreign-key check) then uses
-        // more than one core. SQLite has one writer, so it runs one pipeline over everything.
-        let parts = if self.store.backend() == sea_orm::DbBackend::Postgres {
-            self.settings.parallel_batches.max(1)
+        use futures::StreamExt;
+        // One reader pages through the due subscriptions in (next_run_at, id) order; each page
+        // is a batch that a writer advances, records and enqueues. On PostgreSQL up to
+        // `parallel_batches` writers run at once (their per-row work then uses more than one
+        // core, and one batch's Redis enqueue overlaps the others' SQL); SQLite has one writer.
+        // Reads and writes are polled together: a read waiting for a pooled connection must
+        // never stop the writers that hold them from finishing.
+        let writers = if self.store.backend() == sea_orm::DbBackend::Postgres {
+            self.settings.parallel_batches.max(1) as usize
         } else {
             1
         };
+        let batch = u64::from(self.settings.batch_size);
         let this = &*self;
-        let results = futures::future::join_all((0..parts).map(|k| {
-            this.enqueue_part(
-                now,
-                Partition {
-                    index: k,
-                    of: parts,
-                },
-            )
-        }))
-        .await;
-        let mut first_error = None;
-        for (part, result) in results {
-            report.due += part.due;
-            report.enqueued += part.enqueued;
-            report.skipped_slots += part.skipped_slots;
-            if part.lost_lease {
-                report.leader = false;
+        let read = |after: Option<(DateTime<Utc>, i64)>| -> Step<'_> {
+            Box::pin(async move { Done::Read(sql::due(&this.store, now, batch, after).await) })
+        };
+        let mut steps = futures::stream::FuturesUnordered::new();
+        steps.push(read(None));
+        let (mut reading, mut writing, mut more) = (true, 0usize, false);
+        let mut outcome: Result<(), SchedulerError> = Ok(());
+        let mut cursor: Option<(DateTime<Utc>, i64)> = None;
+        while let Some(done) = steps.next().await {
+            match done {
+                Done::Read(Err(e)) => {
+                    reading = false;
+                    if outcome.is_ok() {
+                        outcome = Err(e.into());
+                    }
+                }
+                Done::Read(Ok(due)) => {
+                    reading = false;
+                    report.due += due.len() as u64;
+                    more = due.len() as u64 == batch;
+                    if let Some(last) = due.last() {
+                        cursor = Some((last.next_run_at, last.id));
+                        if this.lease_held() {
+                            writing += 1;
+                            steps.push(Box::pin(async move {
+                                Done::Wrote(this.write_batch(now, due).await)
+                            }));
+                        } else {
+                            report.leader = false;
+                        }
+                    }
+                }
+                Done::Wrote(batch_done) => {
+                    writing -= 1;
+                    merge(report, batch_done, &mut outcome);
+                }
             }
-            if let Err(e) = result
-                && first_error.is_none()
-            {
-                first_error = Some(e);
+            if more && !reading && writing < writers && outcome.is_ok() && report.leader {
+                reading = true;
+                more = false;
+                steps.push(read(cursor));
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        outcome?;
         if let Some(m) = &self.metrics {
             m.scheduler_due_backlog(0);
         }
         Ok(())
     }
 
-    /// One pipeline over `part` of the due subscriptions: what it did (also when it failed
-    /// part-way: the batches committed before the error count) and how it ended.
-    async fn enqueue_part(
-        &self,
-        now: DateTime<Utc>,
-        part: Partition,
-    ) -> (PartReport, Result<(), SchedulerError>) {
-        let mut report = PartReport::default();
-        // The Redis enqueue of a committed batch runs while the next batch's SQL does; at most
-        // one is in flight per pipeline, and it is always awaited (errors included) before the
-        // pipeline ends.
-        let mut pending: Option<tokio::task::JoinHandle<Result<u64, QueueError>>> = None;
-        let result = self
-            .enqueue_batches(now, part, &mut report, &mut pending)
-            .await;
-        let enqueued = match pending.take() {
-            Some(handle) => join_enqueue(handle).await,
-            None => Ok(0),
-        };
-        let result = match (result, enqueued) {
-            (Err(e), _) => Err(e),
-            (Ok(()), Err(e)) => Err(e),
-            (Ok(()), Ok(n)) => {
-                report.enqueued += n;
-                Ok(())
-            }
-        };
-        (report, result)
+    /// One due batch: stop what cannot be scheduled, move the schedules and record the runs in
+    /// one transaction, then put the jobs of the rows this transaction moved on the queue.
+    async fn write_batch(&self, now: DateTime<Utc>, due: Vec<DueRow>) -> BatchResult {
+        let mut done = BatchReport::default();
+        let result = self.write_batch_inner(now, &due, &mut done).await;
+        (done, result)
     }
 
-    async fn enqueue_batches(
+    async fn write_batch_inner(
         &self,
         now: DateTime<Utc>,
-        part: Partition,
-        report: &mut PartReport,
-        pending: &mut Option<tokio::task::JoinHandle<Result<u64, QueueError>>>,
+        due: &[DueRow],
+        done: &mut BatchReport,
     ) -> Result<(), SchedulerError> {
-        let batch = u64::from(self.settings.batch_size);
         let postgres = self.store.backend() == sea_orm::DbBackend::Postgres;
-        loop {
-            let due = sql::due(&self.store, now, batch, part).await?;
-            let full = due.len() as u64 == batch;
-            report.due += due.len() as u64;
-            if due.is_empty() {
-                break;
-            }
-            if !self.lease_held() {
-                report.lost_lease = true;
-                break;
-            }
-            let (advances, skipped, unusable) = plan_batch(&due, now);
-            for id in unusable {
-                // It would be due forever and block the batches behind it: stop it, with why.
-                self.store
-                    .stop_subscription(id, Some("scheduler: unusable interval"), now)
-                    .await?;
-            }
-            let tx = self.store.begin().await?;
-            let moved = if postgres {
-                sql::advance_and_record_pg(&tx, &advances, RunTrigger::Scheduled, now).await?
-            } else {
-                sql::advance_many(&tx, &advances, now).await?
-            };
-            if moved.is_empty() && full {
-                // Every row of a full batch lost its compare-and-set: someone else is advancing
-                // them. Reading again would return the same rows; leave them to the next tick.
-                tx.rollback().await?;
-                break;
-            }
-            let moved: std::collections::HashSet<i64> = moved.into_iter().collect();
-            let won: Vec<&Advance> = advances.iter().filter(|a| moved.contains(&a.id)).collect();
-            let runs: Vec<(i64, DateTime<Utc>)> = won.iter().map(|a| (a.id, a.slot)).collect();
-            if !postgres {
-                sql::insert_runs(&tx, &runs, RunTrigger::Scheduled, now).await?;
-            }
-            if !self.lease_held() {
-                // Lost the lease mid-batch: let the new leader do it.
-                tx.rollback().await?;
-                report.lost_lease = true;
-                break;
-            }
-            tx.commit().await?;
-            report.skipped_slots += won
-                .iter()
-                .map(|a| skipped.get(&a.id).copied().unwrap_or(0))
-                .sum::<u64>();
-            // Jobs go on the queue only after the commit; the previous batch's must be done
-            // first (one Redis enqueue in flight at a time). The jobs are built inside the
-            // enqueue span, so each carries it as the parent of the worker's trace.
-            let span = tracing::info_span!("queue.enqueue", jobs = runs.len());
-            let jobs = span.in_scope(|| self.jobs_of(&runs, now));
-            if let Some(previous) = pending.take() {
-                report.enqueued += join_enqueue(previous).await?;
-            }
-            let queue = self.queue.clone();
-            *pending = Some(tokio::spawn(
-                async move { jobs.enqueue(&queue).await }.instrument(span),
-            ));
-            if !full {
-                break;
-            }
+        let (advances, skipped, unusable) = plan_batch(due, now);
+        for id in unusable {
+            // It would be due forever: stop it, with why.
+            self.store
+                .stop_subscription(id, Some("scheduler: unusable interval"), now)
+                .await?;
         }
+        let tx = self.store.begin().await?;
+        let moved = if postgres {
+            sql::advance_and_record_pg(&tx, &advances, RunTrigger::Scheduled, now).await?
+        } else {
+            sql::advance_many(&tx, &advances, now).await?
+        };
+        // Rows that lost their compare-and-set were moved by someone else meanwhile.
+        let moved: std::collections::HashSet<i64> = moved.into_iter().collect();
+        let won: Vec<&Advance> = advances.iter().filter(|a| moved.contains(&a.id)).collect();
+        let runs: Vec<(i64, DateTime<Utc>)> = won.iter().map(|a| (a.id, a.slot)).collect();
+        if !postgres {
+            sql::insert_runs(&tx, &runs, RunTrigger::Scheduled, now).await?;
+        }
+        if !self.lease_held() {
+            // Lost the lease mid-batch: let the new leader do it.
+            tx.rollback().await?;
+            done.lost_lease = true;
+            return Ok(());
+        }
+        tx.commit().await?;
+        done.skipped_slots += won
+            .iter()
+            .map(|a| skipped.get(&a.id).copied().unwrap_or(0))
+            .sum::<u64>();
+        // Jobs go on the queue only after the commit. They are built inside the enqueue span,
+        // so each carries it as the parent of the worker's trace.
+        let span = tracing::info_span!("queue.enqueue", jobs = runs.len());
+        let jobs = span.in_scope(|| self.jobs_of(&runs, now));
+        done.enqueued += jobs.enqueue(&self.queue).instrument(span).await?;
         Ok(())
     }
 
@@ -539,20 +507,42 @@ impl Scheduler {
     }
 }
 
-/// The share of the subscriptions one batch pipeline reads: those with `id % of == index`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Partition {
-    pub index: u32,
-    pub of: u32,
-}
-
-/// What one batch pipeline did.
+/// What one batch wrote, also when it failed part-way (then: nothing, or what its commit
+/// covered before the enqueue failed).
 #[derive(Debug, Default)]
-struct PartReport {
-    due: u64,
+struct BatchReport {
     enqueued: u64,
     skipped_slots: u64,
     lost_lease: bool,
+}
+
+type BatchResult = (BatchReport, Result<(), SchedulerError>);
+
+/// A due page read, or a batch written.
+enum Done {
+    Read(Result<Vec<DueRow>, StoreError>),
+    Wrote(BatchResult),
+}
+
+/// One read or write of a tick, polled with the others.
+type Step<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send + 'a>>;
+
+/// Add a finished batch to the tick's report; the first error is kept.
+fn merge(
+    report: &mut TickReport,
+    (done, result): BatchResult,
+    outcome: &mut Result<(), SchedulerError>,
+) {
+    report.enqueued += done.enqueued;
+    report.skipped_slots += done.skipped_slots;
+    if done.lost_lease {
+        report.leader = false;
+    }
+    if let Err(e) = result
+        && outcome.is_ok()
+    {
+        *outcome = Err(e);
+    }
 }
 
 /// The jobs of one committed batch.
@@ -570,16 +560,6 @@ impl Jobs {
             added += queue.enqueue_many_at(&self.delayed).await? as u64;
         }
         Ok(added)
-    }
-}
-
-/// The result of a spawned enqueue; a task that panicked or was cancelled is an error too.
-async fn join_enqueue(
-    handle: tokio::task::JoinHandle<Result<u64, QueueError>>,
-) -> Result<u64, SchedulerError> {
-    match handle.await {
-        Ok(result) => Ok(result?),
-        Err(e) => Err(SchedulerError::EnqueueTask(e.to_string())),
     }
 }
 

@@ -3,13 +3,11 @@
 //! 1,000 subscriptions costs three round trips instead of three thousand.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Statement, Value,
 };
 
-use super::Partition;
 use crate::store::{RunStatus, Store, StoreError, SubscriptionStatus, cycle_run, subscription};
 
 /// Rows per PostgreSQL batch statement. sqlx leaves Nagle's algorithm on, and over TLS a message
@@ -61,22 +59,28 @@ fn ph(backend: DbBackend, n: usize) -> String {
     }
 }
 
-/// Active subscriptions with `next_run_at <= now`, most overdue first, at most `limit`. Ordered
-/// by `next_run_at` alone, the order of the `(status, next_run_at)` index, so a batch stops after
-/// `limit` index entries instead of sorting every due row (ties come in any order).
+/// Active subscriptions with `next_run_at <= now`, most overdue first, at most `limit`, after the
+/// `(next_run_at, id)` of `after` (the last row of the previous page). The order is the
+/// `(status, next_run_at, id)` index's, so a page stops after `limit` index entries instead of
+/// sorting every due row, and the keyset never returns a row twice within a tick, even while
+/// earlier pages are still being written.
 pub(crate) async fn due<C: ConnectionTrait>(
     store: &Store<C>,
     now: DateTime<Utc>,
     limit: u64,
-    part: Partition,
+    after: Option<(DateTime<Utc>, i64)>,
 ) -> Result<Vec<DueRow>, StoreError> {
+    use sea_orm::sea_query::{Expr, ExprTrait};
     use subscription::Column;
     let mut query = subscription::Entity::find();
-    if part.of > 1 {
+    if let Some((next_run_at, id)) = after {
+        // A row value, so the `(status, next_run_at, id)` index bounds the scan.
         query = query.filter(
-            Expr::col(Column::Id)
-                .modulo(i64::from(part.of))
-                .eq(i64::from(part.index)),
+            Expr::tuple([
+                Expr::col((subscription::Entity, Column::NextRunAt)),
+                Expr::col((subscription::Entity, Column::Id)),
+            ])
+            .gt(Expr::tuple([Expr::value(next_run_at), Expr::value(id)])),
         );
     }
     let rows: Vec<(i64, DateTime<Utc>, i64)> = query
@@ -87,6 +91,7 @@ pub(crate) async fn due<C: ConnectionTrait>(
         .filter(Column::Status.eq(SubscriptionStatus::Active))
         .filter(Column::NextRunAt.lte(now))
         .order_by_asc(Column::NextRunAt)
+        .order_by_asc(Column::Id)
         .limit(limit)
         .into_tuple()
         .all(store.connection())
