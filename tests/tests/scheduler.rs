@@ -360,18 +360,43 @@ test_both_backends!(
         // Not yet stale: nothing happens.
         clock.advance(chrono::Duration::seconds(30));
         assert_eq!(s.tick().await.unwrap().reenqueued, 0);
-        // Past the threshold the three runs still enqueued get their jobs back, once.
+        // Past the threshold every unfinished run gets its job back, once: the three still
+        // enqueued, and the running one too (its worker may have died along with Redis's copy
+        // of its job; if the worker is alive, the lock and the finished run make the repeat a
+        // no-op).
         clock.advance(chrono::Duration::seconds(61));
         let report = s.tick().await.unwrap();
-        assert_eq!((report.due, report.enqueued, report.reenqueued), (0, 0, 3));
+        assert_eq!((report.due, report.enqueued, report.reenqueued), (0, 0, 4));
         let jobs = stream_jobs(&redis).await;
         let got: BTreeSet<i64> = jobs.iter().map(|j| j.subscription_id).collect();
-        assert_eq!(got, ids[1..].iter().copied().collect());
+        assert_eq!(got, ids.iter().copied().collect());
         assert!(jobs.iter().all(|j| j.slot == t0()));
-        // A later pass finds them still enqueued, but the queue's dedupe keeps one job each.
+        // A later pass finds them unfinished still, but the queue's dedupe keeps one job each.
         clock.advance(chrono::Duration::seconds(61));
         assert_eq!(s.tick().await.unwrap().reenqueued, 0);
-        assert_eq!(stream_jobs(&redis).await.len(), 3);
+        assert_eq!(stream_jobs(&redis).await.len(), 4);
+        // A finished run is never re-enqueued.
+        db.store()
+            .finish_run(
+                started.id,
+                &tradefleet::store::RunOutcome {
+                    status: RunStatus::Succeeded,
+                    signal: None,
+                    confidence: None,
+                    analysis: None,
+                    error: None,
+                },
+                clock.now(),
+            )
+            .await
+            .unwrap();
+        let keys: Vec<String> = conn
+            .keys(redis.key(&format!("queue:{TRADING_CYCLE_QUEUE}:*")))
+            .await
+            .unwrap();
+        let _: () = conn.del(keys).await.unwrap();
+        clock.advance(chrono::Duration::seconds(61));
+        assert_eq!(s.tick().await.unwrap().reenqueued, 3);
         s.release().await.unwrap();
         redis.close().await.unwrap();
     }

@@ -1,16 +1,19 @@
 //! The worker runtime: runs `TradingCycle` jobs from the Redis queue under the subscription
-//! lock, records each cycle in one fenced transaction, and keeps the SQL dead-letter record.
+//! lock, records each cycle fenced by its lock's token, and keeps the SQL dead-letter record.
 //!
 //! One job, in order ([`Worker::handle`]):
-//! 1. load the subscription (unknown: permanent failure; not active: the run is `skipped`);
-//! 2. get or create the run row of (subscription, slot); a terminal run is a no-op (a retried or
-//!    duplicated job never runs a slot twice);
+//! 1. read the subscription, its bot and the slot's run in one query (unknown subscription:
+//!    permanent failure; not active: the run is `skipped`);
+//! 2. create the run row of (subscription, slot) when the scheduler did not (a manual job); a
+//!    terminal run is a no-op (a retried or duplicated job never runs a slot twice);
 //! 3. take `lock:sub:{id}` with the store's newest fencing token as the counter's floor (a Redis
 //!    that lost its data cannot hand out a token the store refuses); contended: retry soon;
-//! 4. `start_run`, build the venue (PAPER accounts live in Redis, one per subscription; real
-//!    venues open the principal's sealed credentials with the vault), `run_cycle` with the lock
-//!    as the write gate;
-//! 5. `record_outcome` in one transaction (fencing check first), commit, release the lock.
+//! 4. mark the run `running`, build the venue (PAPER accounts live in Redis, one per
+//!    subscription, held in memory for the cycle; real venues open the principal's sealed
+//!    credentials with the vault), `run_cycle` with the lock as the write gate;
+//! 5. record with the fencing check first: on PostgreSQL a cycle that placed, closed, opened and
+//!    paused nothing in one statement ([`record_outcome_at_once`]), anything else with
+//!    `record_outcome` in one transaction; release the lock.
 //!
 //! Retryable failures go back to the queue (the backend's `RetryPolicy`), with the run set back
 //! to `enqueued`; others are dead-lettered at once ([`Permanent`]) with the run `failed`, and the

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement, Value,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, Value,
 };
 
 use crate::store::{RunStatus, Store, StoreError, SubscriptionStatus, cycle_run, subscription};
@@ -302,8 +302,11 @@ pub(crate) async fn insert_runs<C: ConnectionTrait>(
     Ok(written)
 }
 
-/// Runs still `enqueued` that were enqueued at or before `before`, with an id above `after_id`,
-/// in id order (a keyset page).
+/// Runs still `enqueued` that were enqueued at or before `before`, and runs still `running`
+/// that started at or before it, with an id above `after_id`, in id order (a keyset page). A
+/// running run is in the list because its job may be gone with Redis while its worker died too;
+/// re-enqueueing the job of one that is alive is a no-op (the queue's dedupe, then the lock and
+/// the finished run).
 pub(crate) async fn stale_runs<C: ConnectionTrait>(
     store: &Store<C>,
     before: DateTime<Utc>,
@@ -317,8 +320,25 @@ pub(crate) async fn stale_runs<C: ConnectionTrait>(
         .column(Column::SubscriptionId)
         .column(Column::Slot)
         .column(Column::Trigger)
-        .filter(Column::Status.eq(RunStatus::Enqueued))
-        .filter(Column::EnqueuedAt.lte(before))
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(Column::Status.eq(RunStatus::Enqueued))
+                        .add(Column::EnqueuedAt.lte(before)),
+                )
+                .add(
+                    Condition::all()
+                        .add(Column::Status.eq(RunStatus::Running))
+                        .add(
+                            Condition::any().add(Column::StartedAt.lte(before)).add(
+                                Condition::all()
+                                    .add(Column::StartedAt.is_null())
+                                    .add(Column::EnqueuedAt.lte(before)),
+                            ),
+                        ),
+                ),
+        )
         .filter(Column::Id.gt(after_id))
         .order_by_asc(Column::Id)
         .limit(limit)
