@@ -267,3 +267,71 @@ async fn one_trace_runs_from_enqueue_to_order_placement() {
     redis.close().await.unwrap();
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_cycle_continues_the_trace_of_fleetctl() {
+    let (port, spans) = receiver().await;
+    let db = TestDb::postgres().await.unwrap();
+    let redis = TestRedis::new().await.unwrap();
+    let [buy, _] = trading_configs();
+    let subs = paper_subscriptions(db.store(), &[buy], 300).await.unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200".to_string()),
+    ];
+    let mut worker = spawn_worker(&db, &redis, &env).unwrap();
+    let out = std::process::Command::new(tradefleet_tests::workspace_bin("fleetctl").unwrap())
+        .env_clear()
+        .env("DATABASE_URL", db.url())
+        .env("REDIS_URL", redis.url())
+        .env("TRADEFLEET__REDIS__KEY_PREFIX", redis.prefix())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .args(["--json", "cycle", "run", "--subscription"])
+        .arg(subs[0].to_string())
+        .args(["--wait", "--timeout", "40s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["status"], "succeeded", "{body}");
+    let deadline = Instant::now() + PATIENCE;
+    terminate(&mut worker);
+    wait_exit(&mut worker, deadline).await;
+
+    let spans = spans.lock().unwrap().clone();
+    let command = spans
+        .iter()
+        .find(|s| s.name == "fleetctl.cycle_run")
+        .unwrap_or_else(|| {
+            let names: Vec<_> = spans.iter().map(|s| (&s.service, &s.name)).collect();
+            panic!(
+                "fleetctl exported no span: {names:?}\nfleetctl stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_eq!(command.service, "tradefleet-fleetctl");
+    assert!(command.parent.is_empty(), "the command starts the trace");
+    // The worker's cycle is the command's child, in the command's trace.
+    let cycle = spans
+        .iter()
+        .find(|s| s.name == "trading_cycle")
+        .expect("the worker exported its cycle");
+    assert_eq!(cycle.service, "tradefleet-worker");
+    assert_eq!(cycle.trace_id, command.trace_id);
+    assert_eq!(cycle.parent, command.span_id);
+    assert_eq!(
+        cycle.attributes["subscription_id"],
+        subs[0].to_string(),
+        "{cycle:?}"
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.trace_id == command.trace_id && s.name == "db.record"),
+        "the record is in the same trace"
+    );
+
+    redis.close().await.unwrap();
+    db.close().await;
+}

@@ -71,6 +71,24 @@ impl Drop for TelemetryGuard {
 /// `service` names the process (`tradefleet-worker`) unless `cfg.service_name` overrides it.
 /// Export is on when `cfg.otlp_endpoint` is set (a base URL such as `http://otel:4318`).
 pub fn init(service: &str, cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+    init_with_writer(
+        service,
+        cfg,
+        std::io::stdout,
+        std::io::stdout().is_terminal(),
+    )
+}
+
+/// [`init`] with log lines written to `writer` (a CLI whose stdout is its output logs to stderr).
+pub fn init_with_writer<W>(
+    service: &str,
+    cfg: &TelemetryConfig,
+    writer: W,
+    ansi: bool,
+) -> Result<TelemetryGuard, TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = parse_filter(&cfg.log_level)?;
     let service = cfg
         .service_name
@@ -79,9 +97,7 @@ pub fn init(service: &str, cfg: &TelemetryConfig) -> Result<TelemetryGuard, Tele
         .filter(|s| !s.is_empty())
         .unwrap_or(service);
     let guard = tracer_provider(service, cfg.otlp_endpoint.as_deref())?;
-    let stdout = std::io::stdout;
-    let ansi = std::io::stdout().is_terminal();
-    let subscriber = build_subscriber(filter, cfg.log_format, ansi, stdout, &guard.provider);
+    let subscriber = build_subscriber(filter, cfg.log_format, ansi, writer, &guard.provider);
     // On error `guard` drops here and stops the exporter it started.
     subscriber
         .try_init()

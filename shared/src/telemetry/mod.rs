@@ -16,7 +16,7 @@ mod server;
 
 use std::net::SocketAddr;
 
-pub use logging::{TelemetryGuard, init};
+pub use logging::{TelemetryGuard, init, init_with_writer};
 pub use metrics::{
     CycleStage, JobEvent, LockEvent, Metrics, OrderOutcome, QueueState, RequestOutcome,
 };

@@ -8,9 +8,14 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use std::io::IsTerminal;
 use tradefleet::fleet::scheduler::cycle_envelope;
 use tradefleet::queue::{QueueSettings, StreamQueue, TRADING_CYCLE_QUEUE, Trigger};
+
+use tracing::Instrument;
+use tradefleet::config::TelemetryConfig;
 use tradefleet::store::{InsertRun, NewRun, RunTrigger, cycle_run};
+use tradefleet::telemetry;
 
 use crate::Globals;
 use crate::context::{Ctx, parse_duration};
@@ -65,6 +70,38 @@ pub(crate) async fn run(globals: &Globals, cmd: CycleCmd) -> CliResult {
         .to_std()
         .map_err(|_| CliError::usage("--timeout must not be negative"))?;
     let ctx = Ctx::open(globals).await?;
+    // With an OTLP endpoint configured, the job carries this command's trace context, so the
+    // worker's cycle continues one trace from `fleetctl.cycle_run`; logs stay on stderr.
+    let _telemetry = match ctx.config.telemetry.otlp_endpoint.as_deref().map(str::trim) {
+        Some(endpoint) if !endpoint.is_empty() => {
+            let cfg = TelemetryConfig {
+                // The filter applies to spans too: fleetctl's own must stay on.
+                log_level: std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| "warn,fleetctl=info".into()),
+                ..ctx.config.telemetry.clone()
+            };
+            Some(
+                telemetry::init_with_writer(
+                    "tradefleet-fleetctl",
+                    &cfg,
+                    std::io::stderr,
+                    std::io::stderr().is_terminal(),
+                )
+                .map_err(|e| CliError::usage(format!("telemetry: {e}")))?,
+            )
+        }
+        _ => {
+            crate::init_logging();
+            None
+        }
+    };
+    let span = tracing::info_span!("fleetctl.cycle_run", subscription_id = args.subscription);
+    run_traced(globals, ctx, args, timeout)
+        .instrument(span)
+        .await
+}
+
+async fn run_traced(globals: &Globals, ctx: Ctx, args: RunArgs, timeout: Duration) -> CliResult {
     let sub = ctx.store.subscription(args.subscription).await?;
     let now = Utc::now();
     // Whole seconds: the queue's job id carries the slot to the second.

@@ -97,8 +97,9 @@ pub(crate) struct Globals {
     pub migrate: bool,
 }
 
-/// Logs to stderr when RUST_LOG is set; otherwise fleetctl stays quiet.
-fn init_logging() {
+/// Logs to stderr when RUST_LOG is set; otherwise fleetctl stays quiet. (`cycle run` sets up
+/// its own, with trace export, once it has read the configuration.)
+pub(crate) fn init_logging() {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG") {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -112,7 +113,9 @@ fn init_logging() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    if !matches!(cli.command, Command::Cycle(_)) {
+        init_logging();
+    }
     let globals = Globals {
         config: cli.config,
         json: cli.json,
