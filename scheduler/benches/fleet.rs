@@ -35,6 +35,7 @@ use tradefleet::queue::{
     Envelope, QueueSettings, StreamQueue, TRADING_CYCLE_QUEUE, TradingCycle, Trigger,
 };
 use tradefleet::store::{BotKind, NewBot, NewSubscription};
+use tradefleet_tests::procstat::{CpuOf, cpu_seconds};
 use tradefleet_tests::{TEST_VAULT_KEYS, TestDb, TestRedis, workspace_bin};
 
 /// Only a broken run waits this long for a round to finish.
@@ -63,55 +64,6 @@ fn rss_mib(pid: u32) -> Option<(f64, f64)> {
         Some(kb / 1024.0)
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// CPU seconds (user + system) used so far by the processes whose `comm` is `name`, or by
-/// `pid` alone.
-fn cpu_seconds(filter: CpuOf<'_>) -> f64 {
-    let tick = 100.0; // USER_HZ on Linux
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    let mut total = 0.0;
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let CpuOf::Pid(p) = filter
-            && p != pid
-        {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // comm is in parentheses and may hold spaces: split after the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if let CpuOf::Comm(want) = filter
-            && !head.contains(&format!("({want}"))
-        {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // After the comm: state is field 3, utime field 14, stime field 15 (1-based).
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        total += (ticks(11) + ticks(12)) / tick;
-    }
-    total
-}
-
-#[derive(Clone, Copy)]
-enum CpuOf<'a> {
-    Pid(u32),
-    Comm(&'a str),
 }
 
 /// CPU ms per cycle of the workers, PostgreSQL and Redis over a round of `n` cycles.

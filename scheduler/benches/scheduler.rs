@@ -16,6 +16,7 @@ use tradefleet::fleet::scheduler::{Scheduler, SchedulerSettings};
 use tradefleet::lock::LockManager;
 use tradefleet::queue::{QueueSettings, StreamQueue, TRADING_CYCLE_QUEUE};
 use tradefleet::store::{BotKind, NewBot, NewSubscription, RunFilter};
+use tradefleet_tests::procstat::{self, CpuOf};
 use tradefleet_tests::{TestDb, TestRedis};
 
 const SUBSCRIPTIONS: i64 = 100_000;
@@ -23,44 +24,11 @@ const SUBSCRIPTIONS: i64 = 100_000;
 /// CPU seconds (user + system) so far of this process, of every `postgres` process and of every
 /// `redis-server` process.
 fn cpu_seconds() -> [f64; 3] {
-    let mut out = [0.0; 3];
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let slot = if pid == me {
-            0
-        } else if head.contains("(postgres") {
-            1
-        } else if head.contains("(redis-server") {
-            2
-        } else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        out[slot] += (ticks(11) + ticks(12)) / 100.0; // USER_HZ
-    }
-    out
+    [
+        procstat::cpu_seconds(CpuOf::Pid(std::process::id())),
+        procstat::cpu_seconds(CpuOf::Comm("postgres")),
+        procstat::cpu_seconds(CpuOf::Comm("redis-server")),
+    ]
 }
 
 #[tokio::main]

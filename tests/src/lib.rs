@@ -3,6 +3,7 @@
 //! binaries for process tests. Nothing here touches the network beyond loopback services.
 
 pub mod fleet;
+pub mod procstat;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -49,7 +49,7 @@ use crate::exchange::instrumented::Instrumented;
 use crate::exchange::paper::{
     CandleSource, PaperExchange, PaperSettings, RedisPaperStore, ReplaySource,
 };
-use crate::exchange::{Exchange, ExchangeError, VenueParams, build_exchange};
+use crate::exchange::{Exchange, ExchangeError, VenueDescriptor, VenueParams, build_exchange};
 use crate::lock::{LockError, LockGuard, LockManager};
 use crate::queue::{
     DeadLetter, DeadLetterHook, JobInfo, Permanent, RetryPolicy, StreamBackend, StreamQueue,
@@ -594,7 +594,8 @@ impl Worker {
                 message: format!("risk_config: {e}"),
             })?;
         let leverage = sub.leverage.get().to_u32().unwrap_or(1).max(1);
-        let exchange = self.venue(sub, started).await?;
+        let descriptor = crate::exchange::find_venue(&sub.exchange)?;
+        let exchange = self.venue(sub, descriptor, started).await?;
         let state = load_state(&d.store, sub, started).await?;
         let timeframes = sub.timeframes.0.clone();
         let spec = CycleSpec {
@@ -613,7 +614,7 @@ impl Worker {
         let exchange: Arc<dyn Exchange> = Arc::new(Instrumented::new(exchange, d.metrics.clone()));
         // PAPER's candles are in this process already: the fleet cache would only add a Redis
         // round trip and a JSON decode.
-        let cache: &dyn CandleCache = if is_paper(&sub.exchange) {
+        let cache: &dyn CandleCache = if descriptor.name == "paper" {
             &NoCache
         } else {
             &self.ctx.cache
@@ -682,10 +683,10 @@ impl Worker {
     async fn venue(
         &self,
         sub: &subscription::Model,
+        descriptor: &VenueDescriptor,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Arc<dyn Exchange>, JobError> {
         let d = &self.ctx.deps;
-        let descriptor = crate::exchange::find_venue(&sub.exchange)?;
         if descriptor.name == "paper" {
             let settings = PaperSettings {
                 account: format!("sub-{}", sub.id),
@@ -734,11 +735,6 @@ impl Worker {
         };
         Ok(build_exchange(descriptor.name, &params)?)
     }
-}
-
-/// Whether `exchange` names the PAPER venue.
-fn is_paper(exchange: &str) -> bool {
-    crate::exchange::find_venue(exchange).is_ok_and(|d| d.name == "paper")
 }
 
 /// What the cycle's outcome says beyond the venue calls: a tripped breaker, and orders an

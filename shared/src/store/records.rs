@@ -322,36 +322,6 @@ impl<C: ConnectionTrait> Store<C> {
             .map_err(db_err("listing the principal's open positions"))
     }
 
-    /// Notional at entry (quantity x entry price) of the open positions of `principal_id`'s
-    /// subscriptions on `exchange` other than `except_subscription_id`, in one query.
-    pub async fn sibling_open_exposure(
-        &self,
-        principal_id: i64,
-        exchange: &str,
-        except_subscription_id: i64,
-    ) -> Result<Decimal, StoreError> {
-        use super::entities::subscription;
-        use sea_orm::sea_query::Query;
-        let siblings = Query::select()
-            .column(subscription::Column::Id)
-            .from(subscription::Entity)
-            .and_where(subscription::Column::PrincipalId.eq(principal_id))
-            .and_where(subscription::Column::Exchange.eq(exchange))
-            .to_owned();
-        let open: Vec<(DbDecimal, DbDecimal)> = position::Entity::find()
-            .select_only()
-            .column(position::Column::Quantity)
-            .column(position::Column::EntryPrice)
-            .filter(position::Column::Status.eq(PositionStatus::Open))
-            .filter(position::Column::SubscriptionId.ne(except_subscription_id))
-            .filter(position::Column::SubscriptionId.in_subquery(siblings))
-            .into_tuple()
-            .all(&self.conn)
-            .await
-            .map_err(db_err("summing the open exposure of sibling subscriptions"))?;
-        Ok(open.iter().map(|(q, p)| q.get() * p.get()).sum())
-    }
-
     pub async fn insert_trade(&self, new: &NewTrade) -> Result<trade::Model, StoreError> {
         let status = if new.closed_at.is_some() {
             PositionStatus::Closed
@@ -382,19 +352,13 @@ impl<C: ConnectionTrait> Store<C> {
         ))
     }
 
-    /// A subscription's trades in the order they were opened.
     /// The subscription's last `limit` closed trades, newest first (by open time, then id).
     pub async fn recent_closed_trades(
         &self,
         subscription_id: i64,
         limit: u64,
     ) -> Result<Vec<trade::Model>, StoreError> {
-        trade::Entity::find()
-            .filter(trade::Column::SubscriptionId.eq(subscription_id))
-            .filter(trade::Column::Status.eq(PositionStatus::Closed))
-            .order_by_desc(trade::Column::OpenedAt)
-            .order_by_desc(trade::Column::Id)
-            .limit(limit)
+        recent_closed(subscription_id, limit)
             .all(&self.conn)
             .await
             .map_err(db_err("listing recent closed trades"))
@@ -407,14 +371,9 @@ impl<C: ConnectionTrait> Store<C> {
         subscription_id: i64,
         limit: u64,
     ) -> Result<Vec<Decimal>, StoreError> {
-        let pnls: Vec<DbDecimal> = trade::Entity::find()
+        let pnls: Vec<DbDecimal> = recent_closed(subscription_id, limit)
             .select_only()
             .column(trade::Column::RealizedPnl)
-            .filter(trade::Column::SubscriptionId.eq(subscription_id))
-            .filter(trade::Column::Status.eq(PositionStatus::Closed))
-            .order_by_desc(trade::Column::OpenedAt)
-            .order_by_desc(trade::Column::Id)
-            .limit(limit)
             .into_tuple()
             .all(&self.conn)
             .await
@@ -531,4 +490,14 @@ impl<C: ConnectionTrait> Store<C> {
         }
         Ok(())
     }
+}
+
+/// The subscription's last `limit` closed trades, newest first (by open time, then id).
+fn recent_closed(subscription_id: i64, limit: u64) -> sea_orm::Select<trade::Entity> {
+    trade::Entity::find()
+        .filter(trade::Column::SubscriptionId.eq(subscription_id))
+        .filter(trade::Column::Status.eq(PositionStatus::Closed))
+        .order_by_desc(trade::Column::OpenedAt)
+        .order_by_desc(trade::Column::Id)
+        .limit(limit)
 }
