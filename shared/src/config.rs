@@ -46,6 +46,10 @@ pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
     pub connect_timeout_ms: u64,
+    /// A pooled connection idle for at least this long is pinged before it is handed out (a
+    /// connection in steady use is not: a ping per checkout would double the round trips of
+    /// every statement). `0` pings on every checkout.
+    pub ping_idle_after_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -54,6 +58,7 @@ impl Default for DatabaseConfig {
             url: "sqlite://./data/tradefleet.sqlite?mode=rwc".into(),
             max_connections: 10,
             connect_timeout_ms: 5_000,
+            ping_idle_after_ms: 10_000,
         }
     }
 }

@@ -198,13 +198,20 @@ fn job(sub: i64, slot: DateTime<Utc>) -> Envelope {
 }
 
 async fn wait_run(store: &Store, sub: i64, slot: DateTime<Utc>) -> cycle_run::Model {
+    try_wait_run(store, sub, slot).await.unwrap()
+}
+
+async fn try_wait_run(
+    store: &Store,
+    sub: i64,
+    slot: DateTime<Utc>,
+) -> anyhow::Result<cycle_run::Model> {
     // Long enough for a retry that backed off to a minute.
     wait_for(PATIENCE * 3, "the run to succeed", || async {
         let run = store.run_for_slot(sub, slot).await?;
         Ok(run.filter(|r| r.status == RunStatus::Succeeded))
     })
     .await
-    .unwrap()
 }
 
 async fn is_leader(p: &FleetProcess) -> Option<bool> {
@@ -770,7 +777,15 @@ async fn the_fleet_rides_out_a_postgres_outage() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\nscheduler log:\n{}", scheduler.log_text()));
-    let manual = wait_run(&store, subs[0], manual_slot).await;
+    let manual = match try_wait_run(&store, subs[0], manual_slot).await {
+        Ok(run) => run,
+        Err(e) => panic!(
+            "{e:#}\nrun: {:?}\nworker logs:\n{}\n{}",
+            store.run_for_slot(subs[0], manual_slot).await,
+            workers[0].log_text(),
+            workers[1].log_text()
+        ),
+    };
     assert!(manual.attempt >= 2, "the job was not retried: {manual:?}");
     scheduler.signal("TERM").unwrap();
     assert!(scheduler.wait_exit(PATIENCE).await.unwrap().success());

@@ -145,6 +145,75 @@ async fn migrations_up_down_up_sqlite() {
     migrations_up_down_up(Backend::Sqlite).await;
 }
 
+/// The server-side process id of the connection `store` hands out next.
+async fn backend_pid(store: &Store) -> Result<i32, sea_orm::DbErr> {
+    let row = store
+        .connection()
+        .query_one_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::Custom("no row".into()))?;
+    row.try_get::<i32>("", "pid")
+}
+
+/// Pooled PostgreSQL connections are pinged before reuse only once they sat idle for
+/// `database.ping_idle_after_ms` (`0`: on every checkout). A connection the server dropped
+/// while idle for longer is replaced before the caller sees it; one dropped sooner fails its
+/// next statement (retryable for a job): the price of not paying a ping round trip per
+/// statement.
+#[tokio::test]
+async fn pooled_connections_are_pinged_only_after_sitting_idle() {
+    use tradefleet::config::DatabaseConfig;
+    let db = TestDb::postgres().await.unwrap();
+    let pool = |ping_idle_after_ms| {
+        let config = DatabaseConfig {
+            url: db.url().to_string(),
+            max_connections: 1,
+            ping_idle_after_ms,
+            ..DatabaseConfig::default()
+        };
+        async move { tradefleet::store::connect_config(&config).await }
+    };
+    let kill = |pid: i32| {
+        db.conn().execute_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT pg_terminate_backend({pid})"),
+        ))
+    };
+    let idle = std::time::Duration::from_millis(400);
+
+    for (ping_idle_after_ms, label) in [(100, "idle past the threshold"), (0, "every checkout")] {
+        let store = pool(ping_idle_after_ms).await.unwrap();
+        let first = backend_pid(&store).await.unwrap();
+        kill(first).await.unwrap();
+        tokio::time::sleep(idle).await;
+        let second = backend_pid(&store)
+            .await
+            .unwrap_or_else(|e| panic!("pinged ({label}): the dead connection is replaced: {e}"));
+        assert_ne!(first, second, "{label}");
+        store.close().await.unwrap();
+    }
+
+    let store = pool(3_600_000).await.unwrap();
+    let first = backend_pid(&store).await.unwrap();
+    kill(first).await.unwrap();
+    tokio::time::sleep(idle).await;
+    let err = store
+        .list_subscriptions(&SubscriptionFilter::default())
+        .await
+        .expect_err("not idle long enough to be pinged: the dropped connection fails");
+    assert!(
+        err.is_retryable(),
+        "a dropped connection is worth a retry: {err}"
+    );
+    let next = backend_pid(&store).await.unwrap();
+    assert_ne!(first, next, "the broken connection left the pool");
+    store.close().await.unwrap();
+    db.close().await;
+}
+
 test_both_backends!(
     async fn duplicate_slot_is_a_typed_already_exists(db) {
         let store = db.store();
@@ -239,6 +308,140 @@ test_both_backends!(
         assert!(matches!(
             store.cycle_context(999_999, t0()).await,
             Err(StoreError::NotFound { entity: "subscription", .. })
+        ));
+    }
+);
+
+test_both_backends!(
+    async fn starting_a_cycle_marks_its_run_and_reads_the_positions_and_recent_pnls(db) {
+        let store = db.store();
+        let sub = subscription(store, "ann", t0()).await;
+        let sibling = subscription(store, "ann", t0()).await;
+        let stranger = subscription(store, "bob", t0()).await;
+        let model = store.subscription(sub).await.unwrap();
+        let elsewhere = store
+            .create_subscription(
+                &NewSubscription {
+                    principal_id: model.principal_id,
+                    bot_id: model.bot_id,
+                    exchange: "bybit".into(),
+                    symbol: "BTC/USDT:USDT".parse().unwrap(),
+                    timeframes: vec![Timeframe::M5],
+                    interval_seconds: 300,
+                    leverage: dec!(1),
+                    strategy_config: json!({}),
+                    execution_config: json!({}),
+                    risk_config: json!({}),
+                    testnet: false,
+                    first_run_at: t0(),
+                },
+                t0(),
+            )
+            .await
+            .unwrap()
+            .id;
+        let run = store
+            .insert_run(&NewRun {
+                subscription_id: sub,
+                slot: t0(),
+                trigger: RunTrigger::Scheduled,
+                enqueued_at: t0(),
+            })
+            .await
+            .unwrap()
+            .into_run();
+        let start = |run_id, trade_window| tradefleet::store::CycleStart {
+            run_id,
+            worker_id: "w-7",
+            fencing_token: 12,
+            attempt: 2,
+            now: t0() + Duration::seconds(3),
+            subscription: &model,
+            trade_window,
+        };
+
+        // Nothing open, nothing traded: the run is marked all the same.
+        let empty = store.start_cycle(&start(run.id, 10)).await.unwrap();
+        assert!(empty.positions.is_empty());
+        assert!(empty.trade_pnls_newest_first.is_empty());
+        let marked = store.run(run.id).await.unwrap();
+        assert_eq!(marked.status, RunStatus::Running);
+        assert_eq!(marked.worker_id.as_deref(), Some("w-7"));
+        assert_eq!(marked.fencing_token, Some(12));
+        assert_eq!(marked.attempt, 2);
+        assert_eq!(marked.started_at, Some(t0() + Duration::seconds(3)));
+
+        // Open positions of the principal on this exchange (its own and a sibling's), not
+        // the stranger's, not the other exchange's, not closed ones.
+        let open = |subscription_id, quantity| NewPosition {
+            subscription_id,
+            symbol: "BTC/USDT:USDT".parse().unwrap(),
+            side: PositionSide::Long,
+            quantity,
+            entry_price: dec!(64000.123456789),
+            fees: dec!(0.0000001),
+            opened_at: t0(),
+        };
+        let own = store.open_position(&open(sub, dec!(0.01))).await.unwrap();
+        let theirs = store.open_position(&open(sibling, dec!(0.5))).await.unwrap();
+        store.open_position(&open(stranger, dec!(1))).await.unwrap();
+        store.open_position(&open(elsewhere, dec!(2))).await.unwrap();
+        let closed = store.open_position(&open(sibling, dec!(3))).await.unwrap();
+        store
+            .close_position(closed.id, dec!(1), dec!(-5), dec!(0), t0())
+            .await
+            .unwrap();
+        // Closed trades with exact PnLs at distinct times, one still open, one of another
+        // subscription.
+        let trade = |subscription_id, minutes, realized_pnl, closed: bool| NewTrade {
+            subscription_id,
+            run_id: None,
+            symbol: "BTC/USDT:USDT".parse().unwrap(),
+            side: PositionSide::Short,
+            quantity: dec!(0.1),
+            entry_price: dec!(100),
+            exit_price: closed.then_some(dec!(99)),
+            realized_pnl,
+            fees: dec!(0.01),
+            opened_at: t0() + Duration::minutes(minutes),
+            closed_at: closed.then_some(t0() + Duration::minutes(minutes + 1)),
+        };
+        for t in [
+            trade(sub, 1, dec!(-1.000000000000000001), true),
+            trade(sub, 2, dec!(2.5), true),
+            trade(sub, 3, dec!(-0.123456789012345678), true),
+            trade(sub, 4, dec!(7), false),
+            trade(sibling, 5, dec!(100), true),
+        ] {
+            store.insert_trade(&t).await.unwrap();
+        }
+
+        let inputs = store.start_cycle(&start(run.id, 2)).await.unwrap();
+        assert_eq!(
+            inputs.positions.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![own.id, theirs.id]
+        );
+        assert_eq!(inputs.positions[0], own);
+        assert_eq!(
+            inputs.trade_pnls_newest_first,
+            vec![dec!(-0.123456789012345678), dec!(2.5)]
+        );
+        // The same as the three separate reads.
+        assert_eq!(
+            inputs.positions,
+            store
+                .open_positions_of_principal(model.principal_id, "paper")
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.start_cycle(&start(run.id, 10)).await.unwrap().trade_pnls_newest_first,
+            store.recent_closed_trade_pnls(sub, 10).await.unwrap()
+        );
+
+        assert!(matches!(
+            store.start_cycle(&start(999_999, 10)).await,
+            Err(StoreError::NotFound { .. })
         ));
     }
 );

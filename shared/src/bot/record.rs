@@ -15,8 +15,8 @@ use super::cycle::{CycleOutcome, CycleState};
 use super::execution::{ExecutedOrder, ExitReason, TrackedPosition};
 use crate::domain::{ClientOrderId, Order};
 use crate::store::{
-    EquityMarks, FencedFinish, NewPosition, NewTrade, OrderRecord, OrderRole, PositionStatus,
-    RunOutcome, RunStatus, Store, StoreError, subscription,
+    CycleInputs, EquityMarks, FencedFinish, NewPosition, NewTrade, OrderRecord, OrderRole,
+    PositionStatus, RunOutcome, RunStatus, Store, StoreError, subscription,
 };
 
 /// Who is recording, for what.
@@ -289,23 +289,41 @@ pub const PEAK_WINDOW: u64 = 5_000;
 /// trades a year).
 pub const TRADE_WINDOW: u64 = 1_000;
 
-/// The state the next cycle of `subscription` starts from: three queries (the open positions
-/// of the principal on the venue, the newest closed trades, and the protective orders when a
-/// position is open); the equity marks come with the subscription row.
+/// The state the next cycle of `subscription` starts from: two queries (the open positions
+/// of the principal on the venue, the newest closed trades), then [`state_from_inputs`]. The
+/// worker reads the same inputs with [`Store::start_cycle`], in the statement that marks its
+/// run running.
 pub async fn load_state<C: ConnectionTrait>(
     store: &Store<C>,
     subscription: &subscription::Model,
     now: DateTime<Utc>,
+) -> Result<CycleState, StoreError> {
+    let inputs = CycleInputs {
+        positions: store
+            .open_positions_of_principal(subscription.principal_id, &subscription.exchange)
+            .await?,
+        trade_pnls_newest_first: store
+            .recent_closed_trade_pnls(subscription.id, TRADE_WINDOW)
+            .await?,
+    };
+    state_from_inputs(store, subscription, now, inputs).await
+}
+
+/// The cycle state from its inputs; reads the protective orders when the subscription has an
+/// open position, and the newest equity snapshots when it has no equity marks yet (once); the
+/// marks otherwise come with the subscription row.
+pub async fn state_from_inputs<C: ConnectionTrait>(
+    store: &Store<C>,
+    subscription: &subscription::Model,
+    now: DateTime<Utc>,
+    inputs: CycleInputs,
 ) -> Result<CycleState, StoreError> {
     let subscription_id = subscription.id;
     // Its own open position, and the notional (at entry) of the principal's other open
     // positions on this exchange.
     let mut own = None;
     let mut open_exposure = Decimal::ZERO;
-    for p in store
-        .open_positions_of_principal(subscription.principal_id, &subscription.exchange)
-        .await?
-    {
+    for p in inputs.positions {
         if p.subscription_id == subscription_id {
             if own.is_none() {
                 own = Some(p);
@@ -337,9 +355,7 @@ pub async fn load_state<C: ConnectionTrait>(
             })
         }
     };
-    let trade_pnls_newest_first = store
-        .recent_closed_trade_pnls(subscription_id, TRADE_WINDOW)
-        .await?;
+    let trade_pnls_newest_first = inputs.trade_pnls_newest_first;
     let (peak_equity, day_start) = match EquityMarks::of(subscription, now) {
         Some((peak, day_start)) => (Some(peak), day_start.zip(subscription.day_start_at)),
         // No marks yet (a new subscription, or one from before the marks): seed them from

@@ -37,7 +37,8 @@ use crate::bot::cycle::{CycleError, CycleOutcome, CycleSpec, run_cycle};
 use crate::bot::execution::{ExecutionSettings, WriteGate};
 use crate::bot::llm::LlmAdvisor;
 use crate::bot::record::{
-    RecordContext, equity_marks, load_state, record_outcome, record_outcome_at_once,
+    RecordContext, TRADE_WINDOW, equity_marks, record_outcome, record_outcome_at_once,
+    state_from_inputs,
 };
 use crate::bot::risk::RiskConfig;
 use crate::bot::strategy::{Strategy, StrategyError};
@@ -56,7 +57,7 @@ use crate::queue::{
     TradingCycle, Trigger,
 };
 use crate::store::{
-    CredentialKey, NewRun, RunOutcome, RunStatus, RunTrigger, Store, StoreError,
+    CredentialKey, CycleStart, NewRun, RunOutcome, RunStatus, RunTrigger, Store, StoreError,
     SubscriptionStatus, bot, cycle_run, dead_letter, open_credentials, subscription,
 };
 use crate::telemetry::{CycleStage, JobEvent, LockEvent, Metrics, set_parent_from};
@@ -576,14 +577,17 @@ impl Worker {
         let late = (started - job.slot) / i32::try_from(d.clock.speed()).unwrap_or(i32::MAX);
         d.metrics.schedule_lateness(job.slot, job.slot + late);
         let attempt = i32::try_from(info.attempt).unwrap_or(i32::MAX);
-        d.store
-            .mark_running(
-                run.id,
-                &self.ctx.settings.worker_id,
-                fence,
+        let inputs = d
+            .store
+            .start_cycle(&CycleStart {
+                run_id: run.id,
+                worker_id: &self.ctx.settings.worker_id,
+                fencing_token: fence,
                 attempt,
-                started,
-            )
+                now: started,
+                subscription: sub,
+                trade_window: TRADE_WINDOW,
+            })
             .await?;
 
         let strategy_config = merged(&bot.default_config, &sub.strategy_config);
@@ -596,7 +600,7 @@ impl Worker {
         let leverage = sub.leverage.get().to_u32().unwrap_or(1).max(1);
         let descriptor = crate::exchange::find_venue(&sub.exchange)?;
         let exchange = self.venue(sub, descriptor, started).await?;
-        let state = load_state(&d.store, sub, started).await?;
+        let state = state_from_inputs(&d.store, sub, started, inputs).await?;
         let timeframes = sub.timeframes.0.clone();
         let spec = CycleSpec {
             subscription_id: sub.id,

@@ -32,7 +32,7 @@ pub use entities::{
 };
 pub use records::{NewDeadLetter, NewPosition, NewTrade, OrderRecord};
 pub use rotation::{CredentialRowSource, open_credentials, seal_credentials, vault_principal};
-pub use runs::{FencedFinish, InsertRun, NewRun, RunFilter, RunOutcome};
+pub use runs::{CycleInputs, CycleStart, FencedFinish, InsertRun, NewRun, RunFilter, RunOutcome};
 pub use subscriptions::{CycleContext, EquityMarks, NewSubscription, SubscriptionFilter};
 pub use types::{
     BotKind, DbDecimal, OrderRole, PositionStatus, RunStatus, RunTrigger, SubscriptionStatus,
@@ -85,16 +85,54 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True when trying again later may succeed (connection trouble), false when the same call
-    /// would fail the same way.
+    /// True when trying again later may succeed (connection trouble, a server shutting down or
+    /// restarting, a serialization failure or deadlock, a busy SQLite file), false when the same
+    /// call would fail the same way.
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Connect { .. } => true,
-            StoreError::Db { source, .. } => {
-                matches!(source, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
-            }
+            StoreError::Db { source, .. } => is_transient(source),
             _ => false,
         }
+    }
+}
+
+/// [`StoreError::is_retryable`] for a `DbErr`. A statement on a pooled connection the server
+/// dropped fails with an I/O error from the query itself (connections in steady use are not
+/// pinged first), so query errors are classified too, not only connection errors.
+fn is_transient(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::sqlx::error::DatabaseError;
+    let sqlx = match e {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match &**sqlx {
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) | Sqlx::PoolTimedOut => true,
+        Sqlx::WorkerCrashed => true,
+        Sqlx::Database(db) => {
+            if let Some(sqlite) = db.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>() {
+                // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
+                let primary = sqlite
+                    .code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .map(|c| c & 0xff);
+                return matches!(primary, Some(5 | 6));
+            }
+            db.code().is_some_and(|code| {
+                // Class 08: connection exception; 57P01-03: admin/crash shutdown, cannot
+                // connect now; 40001/40P01: serialization failure, deadlock; 53300: too many
+                // connections.
+                code.starts_with("08")
+                    || matches!(
+                        code.as_ref(),
+                        "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
+                    )
+            })
+        }
+        _ => false,
     }
 }
 
@@ -147,7 +185,14 @@ pub struct Store<C = DatabaseConnection> {
 /// `max_connections` pooled connections. SQLite gets WAL, foreign keys and a busy timeout, and
 /// its directory is created when missing.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-    connect_with(url, max_connections, Duration::from_secs(5)).await
+    let defaults = DatabaseConfig::default();
+    connect_with(
+        url,
+        max_connections,
+        Duration::from_millis(defaults.connect_timeout_ms),
+        Duration::from_millis(defaults.ping_idle_after_ms),
+    )
+    .await
 }
 
 /// [`connect`] with the settings of the `[database]` configuration section.
@@ -156,6 +201,7 @@ pub async fn connect_config(config: &DatabaseConfig) -> Result<Store, StoreError
         &config.url,
         config.max_connections,
         Duration::from_millis(config.connect_timeout_ms.max(1)),
+        Duration::from_millis(config.ping_idle_after_ms),
     )
     .await
 }
@@ -164,6 +210,7 @@ async fn connect_with(
     url: &str,
     max_connections: u32,
     timeout: Duration,
+    ping_idle_after: Duration,
 ) -> Result<Store, StoreError> {
     let sqlite = url.starts_with("sqlite:");
     if sqlite && let Some(dir) = sqlite_parent_dir(url) {
@@ -177,6 +224,13 @@ async fn connect_with(
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
         .sqlx_logging(false);
+    if ping_idle_after.is_zero() {
+        opts.test_before_acquire(true);
+    } else {
+        // Only a connection idle long enough to have been dropped (server restart, proxy,
+        // firewall) is pinged; one dropped sooner fails its statement, which is retryable.
+        opts.test_before_acquire_if_idle_for(ping_idle_after);
+    }
     if sqlite {
         opts.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
@@ -262,6 +316,67 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connection_trouble_from_a_query_is_retryable() {
+        use std::sync::Arc;
+
+        use sea_orm::RuntimeErr;
+        use sea_orm::sqlx::Error as Sqlx;
+        let query = |e: Sqlx| StoreError::Db {
+            action: "reading",
+            source: DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))),
+        };
+        let broken = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        assert!(query(Sqlx::Io(broken())).is_retryable());
+        assert!(query(Sqlx::Protocol("expected 5 bytes, got 0 at EOF".into())).is_retryable());
+        assert!(query(Sqlx::PoolTimedOut).is_retryable());
+        assert!(
+            StoreError::Db {
+                action: "writing",
+                source: DbErr::Exec(RuntimeErr::SqlxError(Arc::new(Sqlx::Io(broken())))),
+            }
+            .is_retryable()
+        );
+        assert!(
+            StoreError::Db {
+                action: "connecting",
+                source: DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
+            }
+            .is_retryable()
+        );
+        assert!(
+            StoreError::Db {
+                action: "x",
+                source: DbErr::Conn(RuntimeErr::Internal("reset".into())),
+            }
+            .is_retryable()
+        );
+        // The same call would fail the same way.
+        assert!(
+            !StoreError::NotFound {
+                entity: "subscription",
+                key: "1".into(),
+            }
+            .is_retryable()
+        );
+        assert!(!query(Sqlx::RowNotFound).is_retryable());
+        assert!(!query(Sqlx::ColumnNotFound("pid".into())).is_retryable());
+        assert!(
+            !StoreError::Db {
+                action: "reading",
+                source: DbErr::Type("not a decimal".into()),
+            }
+            .is_retryable()
+        );
+        assert!(
+            !StoreError::Invalid {
+                what: "run outcome",
+                reason: "not terminal".into()
+            }
+            .is_retryable()
+        );
+    }
+
+    #[test]
     fn passwords_are_redacted_from_urls() {
         assert_eq!(
             redact_url("postgres://fleet:s3cret@db.internal:5432/tf"),
@@ -285,19 +400,5 @@ mod tests {
         );
         assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
         assert_eq!(sqlite_parent_dir("postgres://x/y"), None);
-    }
-
-    #[test]
-    fn only_connection_trouble_is_retryable() {
-        let e = StoreError::NotFound {
-            entity: "subscription",
-            key: "1".into(),
-        };
-        assert!(!e.is_retryable());
-        let e = StoreError::Db {
-            action: "x",
-            source: DbErr::Conn(sea_orm::RuntimeErr::Internal("reset".into())),
-        };
-        assert!(e.is_retryable());
     }
 }

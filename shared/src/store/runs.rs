@@ -344,6 +344,127 @@ impl<C: ConnectionTrait> Store<C> {
         }
         Ok(())
     }
+
+    /// What a cycle does once it holds its subscription's lock: marks the run `running` (as
+    /// [`Store::mark_running`]) and reads the inputs of its state: the open positions of the
+    /// subscription's principal on its exchange (as [`Store::open_positions_of_principal`])
+    /// and the PnL of its newest `trade_window` closed trades, newest first (as
+    /// [`Store::recent_closed_trade_pnls`]). One statement on PostgreSQL, three on SQLite.
+    pub async fn start_cycle(&self, start: &CycleStart<'_>) -> Result<CycleInputs, StoreError> {
+        use sea_orm::{DbBackend, FromQueryResult, Statement, Value};
+
+        use super::entities::position;
+        let sub = start.subscription;
+        if self.backend() != DbBackend::Postgres {
+            self.mark_running(
+                start.run_id,
+                start.worker_id,
+                start.fencing_token,
+                start.attempt,
+                start.now,
+            )
+            .await?;
+            let positions = self
+                .open_positions_of_principal(sub.principal_id, &sub.exchange)
+                .await?;
+            let trade_pnls_newest_first = self
+                .recent_closed_trade_pnls(sub.id, start.trade_window)
+                .await?;
+            return Ok(CycleInputs {
+                positions,
+                trade_pnls_newest_first,
+            });
+        }
+        // The data-modifying CTE runs to completion whether or not the SELECT reads it. One
+        // row at least (the pnl list LEFT JOIN the positions), position columns NULL when the
+        // principal has none open.
+        const SQL: &str = "WITH started AS (UPDATE cycle_runs SET status = 'running', \
+            worker_id = $2, fencing_token = $3, attempt = $4, started_at = $5 \
+            WHERE id = $1 RETURNING id), \
+            pnls AS (SELECT string_agg(t.realized_pnl::text, ',' ORDER BY t.opened_at DESC, \
+            t.id DESC) AS list FROM (SELECT realized_pnl, opened_at, id FROM trades \
+            WHERE subscription_id = $6 AND status = 'closed' \
+            ORDER BY opened_at DESC, id DESC LIMIT $7) t) \
+            SELECT (SELECT count(*) FROM started) AS tf_started, pnls.list AS tf_pnls, p.* \
+            FROM pnls LEFT JOIN positions p ON p.status = 'open' AND p.subscription_id IN \
+            (SELECT id FROM subscriptions WHERE principal_id = $8 AND exchange = $9) \
+            ORDER BY p.id";
+        let values: Vec<Value> = vec![
+            start.run_id.into(),
+            start.worker_id.into(),
+            start.fencing_token.into(),
+            start.attempt.into(),
+            start.now.into(),
+            sub.id.into(),
+            i64::try_from(start.trade_window).unwrap_or(i64::MAX).into(),
+            sub.principal_id.into(),
+            sub.exchange.as_str().into(),
+        ];
+        const READ: &str = "starting a cycle run and reading its state";
+        let rows = self
+            .conn
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                SQL,
+                values,
+            ))
+            .await
+            .map_err(db_err(READ))?;
+        let first = rows.first().ok_or_else(|| StoreError::Invalid {
+            what: "cycle start",
+            reason: "the statement returned no row".into(),
+        })?;
+        let started: i64 = first.try_get("", "tf_started").map_err(db_err(READ))?;
+        if started == 0 {
+            return Err(not_found(start.run_id));
+        }
+        let list: Option<String> = first.try_get("", "tf_pnls").map_err(db_err(READ))?;
+        let trade_pnls_newest_first = list
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                Decimal::from_str_exact(p).map_err(|e| StoreError::Invalid {
+                    what: "trade pnl",
+                    reason: format!("{p:?}: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut positions = Vec::new();
+        for row in &rows {
+            if let Some(p) =
+                position::Model::from_query_result_optional(row, "").map_err(db_err(READ))?
+            {
+                positions.push(p);
+            }
+        }
+        Ok(CycleInputs {
+            positions,
+            trade_pnls_newest_first,
+        })
+    }
+}
+
+/// What [`Store::start_cycle`] marks and reads.
+#[derive(Debug, Clone)]
+pub struct CycleStart<'a> {
+    pub run_id: i64,
+    pub worker_id: &'a str,
+    pub fencing_token: i64,
+    pub attempt: i32,
+    pub now: DateTime<Utc>,
+    pub subscription: &'a super::entities::subscription::Model,
+    /// How many of the newest closed trades' PnLs to read.
+    pub trade_window: u64,
+}
+
+/// What [`Store::start_cycle`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CycleInputs {
+    /// The principal's open positions on the subscription's exchange, by id.
+    pub positions: Vec<super::entities::position::Model>,
+    pub trade_pnls_newest_first: Vec<Decimal>,
 }
 
 /// What [`Store::finish_run_fenced`] writes.
