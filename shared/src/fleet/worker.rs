@@ -8,9 +8,11 @@
 //!    terminal run is a no-op (a retried or duplicated job never runs a slot twice);
 //! 3. take `lock:sub:{id}` with the store's newest fencing token as the counter's floor (a Redis
 //!    that lost its data cannot hand out a token the store refuses); contended: retry soon;
-//! 4. mark the run `running`, build the venue (PAPER accounts live in Redis, one per
-//!    subscription, held in memory for the cycle; real venues open the principal's sealed
-//!    credentials with the vault), `run_cycle` with the lock as the write gate;
+//! 4. mark the run `running` and read the cycle's state inputs (open positions of the
+//!    principal, recent trade PnLs) in one statement on PostgreSQL ([`Store::start_cycle`]),
+//!    build the venue (PAPER accounts live in Redis, one per subscription, held in memory for
+//!    the cycle; real venues open the principal's sealed credentials with the vault),
+//!    `run_cycle` with the lock as the write gate;
 //! 5. record with the fencing check first: on PostgreSQL a cycle that placed, closed, opened and
 //!    paused nothing in one statement ([`record_outcome_at_once`]), anything else with
 //!    `record_outcome` in one transaction; release the lock.

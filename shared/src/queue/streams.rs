@@ -290,7 +290,7 @@ impl StreamQueue {
         Ok(self.enqueue_many(std::slice::from_ref(envelope)).await? == 1)
     }
 
-    /// Enqueue many: one script call per [`ENQUEUE_CHUNK`] jobs (each job deduplicated on its
+    /// Enqueue many: one script call per `ENQUEUE_CHUNK` jobs (each job deduplicated on its
     /// own key, as [`StreamQueue::enqueue`] does). Returns how many were new.
     pub async fn enqueue_many(&self, envelopes: &[Envelope]) -> Result<usize, QueueError> {
         let script = Script::new(ENQUEUE_MANY);
