@@ -4,8 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
@@ -15,6 +15,30 @@ use tradefleet::domain::Timeframe;
 use tradefleet::store::{BotKind, NewBot, NewSubscription, Store};
 
 use crate::{TEST_VAULT_KEYS, TestDb, TestRedis, workspace_bin};
+
+/// Sends SIGTERM to `child` and waits up to `within` for it to exit; kills it and fails when it
+/// does not.
+pub async fn terminate(child: &mut Child, within: Duration) -> anyhow::Result<ExitStatus> {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .context("running kill -TERM")?;
+    if !sent.success() {
+        bail!("kill -TERM {} failed: {sent}", child.id());
+    }
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("process {} outlived {within:?} after SIGTERM", child.id());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// A port nothing listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_yaml::Value;
 use tradefleet::config::{Config, ConfigSources};
-use tradefleet_tests::fleet::{free_port, http_get};
+use tradefleet_tests::fleet::{free_port, http_get, terminate};
 use tradefleet_tests::{Backend, TEST_VAULT_KEYS, TestDb, TestRedis, workspace_bin};
 
 fn workspace() -> PathBuf {
@@ -337,22 +337,9 @@ async fn the_manifests_start_the_real_binaries() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        let term = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
-        let deadline = Instant::now() + grace;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                child.kill().ok();
-                panic!("{name} outlived its grace period after SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let status = terminate(&mut child, grace)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert!(status.success(), "{name} exited with {status} on SIGTERM");
     }
     redis.close().await.unwrap();

@@ -21,7 +21,26 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 6, 0, 0).unwrap()
 }
 
-/// A principal, a bot and one active subscription first due at `first_run_at`.
+/// A subscription of `principal_id` to `bot_id` on `exchange`: BTC/USDT:USDT, 5m and 1h every
+/// 5 minutes, leverage 3, first due at `t0()`.
+fn new_subscription(principal_id: i64, bot_id: i64, exchange: &str) -> NewSubscription {
+    NewSubscription {
+        principal_id,
+        bot_id,
+        exchange: exchange.into(),
+        symbol: "BTC/USDT:USDT".parse().unwrap(),
+        timeframes: vec![Timeframe::M5, Timeframe::H1],
+        interval_seconds: 300,
+        leverage: dec!(3),
+        strategy_config: json!({}),
+        execution_config: json!({}),
+        risk_config: json!({"max_risk": "0.01"}),
+        testnet: false,
+        first_run_at: t0(),
+    }
+}
+
+/// A principal, a bot and one active PAPER subscription first due at `first_run_at`.
 async fn subscription(store: &Store, name: &str, first_run_at: DateTime<Utc>) -> i64 {
     let principal = match store.principal_by_name(name).await.unwrap() {
         Some(p) => p,
@@ -39,27 +58,30 @@ async fn subscription(store: &Store, name: &str, first_run_at: DateTime<Utc>) ->
         )
         .await
         .unwrap();
+    let new = NewSubscription {
+        first_run_at,
+        ..new_subscription(principal.id, bot.id, "paper")
+    };
+    store.create_subscription(&new, t0()).await.unwrap().id
+}
+
+/// A run of `subscription_id` for `slot`, enqueued at `t0()`.
+async fn new_run(
+    store: &Store,
+    subscription_id: i64,
+    slot: DateTime<Utc>,
+    trigger: RunTrigger,
+) -> tradefleet::store::cycle_run::Model {
     store
-        .create_subscription(
-            &NewSubscription {
-                principal_id: principal.id,
-                bot_id: bot.id,
-                exchange: "paper".into(),
-                symbol: "BTC/USDT:USDT".parse().unwrap(),
-                timeframes: vec![Timeframe::M5, Timeframe::H1],
-                interval_seconds: 300,
-                leverage: dec!(3),
-                strategy_config: json!({}),
-                execution_config: json!({}),
-                risk_config: json!({"max_risk": "0.01"}),
-                testnet: false,
-                first_run_at,
-            },
-            t0(),
-        )
+        .insert_run(&NewRun {
+            subscription_id,
+            slot,
+            trigger,
+            enqueued_at: t0(),
+        })
         .await
         .unwrap()
-        .id
+        .into_run()
 }
 
 fn order(subscription_id: i64, coid: &str) -> OrderRecord {
@@ -292,16 +314,7 @@ test_both_backends!(
                 .unwrap();
         }
         assert_eq!(store.cycle_context(sub, t0()).await.unwrap().run, None);
-        let run = store
-            .insert_run(&NewRun {
-                subscription_id: sub,
-                slot: t0(),
-                trigger: RunTrigger::Scheduled,
-                enqueued_at: t0(),
-            })
-            .await
-            .unwrap()
-            .into_run();
+        let run = new_run(store, sub, t0(), RunTrigger::Scheduled).await;
         let ctx = store.cycle_context(sub, t0()).await.unwrap();
         assert_eq!(ctx.run, Some(run));
         assert_eq!(ctx.subscription.id, sub);
@@ -321,35 +334,13 @@ test_both_backends!(
         let model = store.subscription(sub).await.unwrap();
         let elsewhere = store
             .create_subscription(
-                &NewSubscription {
-                    principal_id: model.principal_id,
-                    bot_id: model.bot_id,
-                    exchange: "bybit".into(),
-                    symbol: "BTC/USDT:USDT".parse().unwrap(),
-                    timeframes: vec![Timeframe::M5],
-                    interval_seconds: 300,
-                    leverage: dec!(1),
-                    strategy_config: json!({}),
-                    execution_config: json!({}),
-                    risk_config: json!({}),
-                    testnet: false,
-                    first_run_at: t0(),
-                },
+                &new_subscription(model.principal_id, model.bot_id, "bybit"),
                 t0(),
             )
             .await
             .unwrap()
             .id;
-        let run = store
-            .insert_run(&NewRun {
-                subscription_id: sub,
-                slot: t0(),
-                trigger: RunTrigger::Scheduled,
-                enqueued_at: t0(),
-            })
-            .await
-            .unwrap()
-            .into_run();
+        let run = new_run(store, sub, t0(), RunTrigger::Scheduled).await;
         let start = |run_id, trade_window| tradefleet::store::CycleStart {
             run_id,
             worker_id: "w-7",
@@ -450,16 +441,7 @@ test_both_backends!(
     async fn run_lifecycle_is_recorded(db) {
         let store = db.store();
         let sub = subscription(store, "ann", t0()).await;
-        let run = store
-            .insert_run(&NewRun {
-                subscription_id: sub,
-                slot: t0(),
-                trigger: RunTrigger::Manual,
-                enqueued_at: t0(),
-            })
-            .await
-            .unwrap()
-            .into_run();
+        let run = new_run(store, sub, t0(), RunTrigger::Manual).await;
         let started = store
             .start_run(run.id, "w-1", 42, 1, t0() + Duration::seconds(1))
             .await
@@ -735,18 +717,9 @@ test_both_backends!(
 
         // A subscription must name a known venue and existing rows.
         let bad_venue = NewSubscription {
-            principal_id: ann.id,
-            bot_id: first.id,
-            exchange: "mtgox".into(),
-            symbol: "BTC/USDT:USDT".parse().unwrap(),
             timeframes: vec![Timeframe::H1],
             interval_seconds: 60,
-            leverage: dec!(1),
-            strategy_config: json!({}),
-            execution_config: json!({}),
-            risk_config: json!({}),
-            testnet: false,
-            first_run_at: t0(),
+            ..new_subscription(ann.id, first.id, "mtgox")
         };
         assert!(matches!(
             store.create_subscription(&bad_venue, t0()).await,
@@ -776,16 +749,7 @@ test_both_backends!(
         let store = db.store();
         let sub = subscription(store, "ann", t0()).await;
         let keep = subscription(store, "ann", t0()).await;
-        let run = store
-            .insert_run(&NewRun {
-                subscription_id: sub,
-                slot: t0(),
-                trigger: RunTrigger::Scheduled,
-                enqueued_at: t0(),
-            })
-            .await
-            .unwrap()
-            .into_run();
+        let run = new_run(store, sub, t0(), RunTrigger::Scheduled).await;
         let mut o = order(sub, "tfDel1");
         o.run_id = Some(run.id);
         store.insert_order(&o, t0()).await.unwrap();

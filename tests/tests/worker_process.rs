@@ -15,6 +15,7 @@ use tradefleet::queue::{
     Envelope, QueueSettings, StreamQueue, TRADING_CYCLE_QUEUE, TradingCycle, Trigger,
 };
 use tradefleet::store::{BotKind, NewBot, NewSubscription, RunStatus};
+use tradefleet_tests::fleet::terminate;
 use tradefleet_tests::{TestDb, TestRedis, workspace_bin};
 
 /// Only a failing test waits this long.
@@ -144,18 +145,12 @@ async fn the_binary_runs_a_cycle_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "the worker ignored SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = terminate(
+        &mut child,
+        deadline.saturating_duration_since(Instant::now()),
+    )
+    .await
+    .expect("the worker exits on SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
     redis.close().await.unwrap();
     db.close().await;
