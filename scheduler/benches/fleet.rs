@@ -17,6 +17,8 @@
 //! Environment knobs: `FLEET_SUBS` (subscriptions, default 10,000), `FLEET_JOBS` (jobs per
 //! throughput round, default 3,000), `FLEET_ROUNDS` (rounds per worker count, default 3; the
 //! median is reported), `FLEET_CONCURRENCY` (per worker, default the config's 32),
+//! `FLEET_TRADE_HISTORY` (closed trades seeded for each subscription of the throughput rounds,
+//! default 0; Kelly sizing and the loss-streak breaker read the newest 1,000 every cycle),
 //! `FLEET_SKIP_LATENESS=1` (skip the two-minute lateness run).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -508,6 +510,27 @@ async fn run(
                 .join(", ")
         ))
         .await?;
+    // Mature subscriptions: `FLEET_TRADE_HISTORY` closed trades each (for the ones the
+    // throughput rounds run), alternating wins and losses, all older than the bench.
+    let history = env_usize("FLEET_TRADE_HISTORY", 0);
+    if history > 0 {
+        let started = Instant::now();
+        db.conn()
+            .execute_unprepared(&format!(
+                "INSERT INTO trades (subscription_id, symbol, side, quantity, entry_price, \
+                 exit_price, realized_pnl, fees, status, opened_at, closed_at) \
+                 SELECT s.id, s.symbol, 'long', 10, 0.5, 0.51, \
+                 CASE WHEN g % 3 = 0 THEN -0.07 ELSE 0.1 END, 0.002, 'closed', \
+                 now() - interval '30 days' + g * interval '1 minute', \
+                 now() - interval '30 days' + g * interval '1 minute' + interval '30 seconds' \
+                 FROM subscriptions s, generate_series(1, {history}) AS g WHERE s.id <= {jobs}"
+            ))
+            .await?;
+        println!(
+            "fleet: {history} closed trades for each of {jobs} subscriptions in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     db.conn().execute_unprepared("ANALYZE").await?;
     let ids: Vec<i64> = (1..=subs as i64).collect();
     let queue = StreamQueue::connect(

@@ -16,7 +16,7 @@ use tradefleet::bot::signal::Signal;
 use tradefleet::bot::strategy::{MarketView, Strategy, StrategyError};
 use tradefleet::clock::ManualClock;
 use tradefleet::config::RedisConfig;
-use tradefleet::domain::Timeframe;
+use tradefleet::domain::{PositionSide, Timeframe};
 use tradefleet::exchange::paper::PaperSettings;
 use tradefleet::fleet::worker::{
     JobError, JobOutcome, StrategyFactory, Worker, WorkerDeps, WorkerSettings,
@@ -27,7 +27,8 @@ use tradefleet::queue::{
     Trigger,
 };
 use tradefleet::store::{
-    BotKind, NewBot, NewSubscription, RunFilter, RunStatus, Store, StoreError, subscription,
+    BotKind, NewBot, NewSubscription, NewTrade, RunFilter, RunStatus, Store, StoreError,
+    SubscriptionStatus, subscription,
 };
 use tradefleet::telemetry::Metrics;
 use tradefleet_tests::{TestDb, TestRedis};
@@ -150,6 +151,15 @@ impl Fleet {
     }
 
     async fn subscription_on(&self, name: &str, exchange: &str) -> subscription::Model {
+        self.subscription_with(name, exchange, json!({})).await
+    }
+
+    async fn subscription_with(
+        &self,
+        name: &str,
+        exchange: &str,
+        risk_config: serde_json::Value,
+    ) -> subscription::Model {
         let store = self.store();
         let p = store.create_principal(name, at(T0)).await.unwrap();
         let bot = store
@@ -176,7 +186,7 @@ impl Fleet {
                     leverage: dec!(5),
                     strategy_config: json!({}),
                     execution_config: json!({}),
-                    risk_config: json!({}),
+                    risk_config,
                     testnet: false,
                     first_run_at: at(T0),
                 },
@@ -184,6 +194,29 @@ impl Fleet {
             )
             .await
             .unwrap()
+    }
+
+    /// `wins` closed winning trades, then `losses` newer losing ones, all before `T0`.
+    async fn trade_history(&self, sub: i64, wins: i64, losses: i64) {
+        for k in 0..wins + losses {
+            let opened = at(T0 - 86_400 + k * 600);
+            self.store()
+                .insert_trade(&NewTrade {
+                    subscription_id: sub,
+                    run_id: None,
+                    symbol: "XRP/USDT:USDT".parse().unwrap(),
+                    side: PositionSide::Long,
+                    quantity: dec!(10),
+                    entry_price: dec!(1.1),
+                    exit_price: Some(dec!(1.1)),
+                    realized_pnl: if k < wins { dec!(2) } else { dec!(-1) },
+                    fees: dec!(0.01),
+                    opened_at: opened,
+                    closed_at: Some(opened + chrono::Duration::minutes(5)),
+                })
+                .await
+                .unwrap();
+        }
     }
 
     /// Waits until no job is waiting, in flight or delayed.
@@ -812,5 +845,72 @@ async fn after_stop_writes_a_cycle_places_nothing_and_is_retried() {
         JobOutcome::Succeeded
     );
     assert!(!f.store().list_orders(sub.id, 10).await.unwrap().is_empty());
+    f.close().await;
+}
+
+/// The loss-streak breaker counts the newest closed trades (a non-Kelly subscription reads no
+/// more of them than the limit): three losses on top of older wins pause a subscription whose
+/// limit is 3; two do not. A Kelly-sized one still sizes from its whole history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loss_streak_breaker_and_kelly_read_the_trades_they_need() {
+    let f = Fleet::new().await;
+    let risk = json!({"max_consecutive_losses": 3, "daily_loss_limit_pct": "0",
+                      "max_drawdown_pct": "0"});
+    let streak = f.subscription_with("ann", "paper", risk.clone()).await;
+    let calm = f.subscription_with("bob", "paper", risk.clone()).await;
+    let mut kelly_risk = risk;
+    kelly_risk["max_consecutive_losses"] = json!(0);
+    kelly_risk["capital"] = json!({"sizing_method": "kelly", "kelly_min_trades": 20});
+    let kelly = f.subscription_with("cat", "paper", kelly_risk).await;
+    f.trade_history(streak.id, 20, 3).await;
+    f.trade_history(calm.id, 20, 2).await;
+    f.trade_history(kelly.id, 27, 3).await;
+    for s in [&streak, &calm, &kelly] {
+        assert!(f.enqueue(s.id, T0).await);
+    }
+    let running = Running::start(vec![f.worker("w1").await], &f.queue);
+    f.wait_drained().await;
+    running.stop().await;
+    let runs = f.runs(None).await;
+    let status_of = |sub: i64| {
+        runs.iter()
+            .find(|r| r.subscription_id == sub)
+            .map(|r| r.status)
+    };
+    // A tripped breaker records its cycle as skipped.
+    assert_eq!(status_of(streak.id), Some(RunStatus::Skipped), "{runs:#?}");
+    assert_eq!(status_of(calm.id), Some(RunStatus::Succeeded), "{runs:#?}");
+    assert_eq!(status_of(kelly.id), Some(RunStatus::Succeeded), "{runs:#?}");
+
+    let paused = f.store().subscription(streak.id).await.unwrap();
+    assert_eq!(paused.status, SubscriptionStatus::Paused);
+    assert!(
+        paused
+            .status_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("3 losing trades in a row")),
+        "{:?}",
+        paused.status_reason
+    );
+    assert!(
+        f.store()
+            .list_orders(streak.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let active = f.store().subscription(calm.id).await.unwrap();
+    assert_eq!(active.status, SubscriptionStatus::Active);
+    assert!(!f.store().list_orders(calm.id, 10).await.unwrap().is_empty());
+
+    let run = f
+        .store()
+        .run_for_slot(kelly.id, at(T0))
+        .await
+        .unwrap()
+        .unwrap();
+    let reasons = run.analysis.unwrap()["sizing"]["reasons"].to_string();
+    assert!(reasons.contains("over 30 trades"), "{reasons}");
     f.close().await;
 }

@@ -13,6 +13,8 @@ use sea_orm::ConnectionTrait;
 
 use super::cycle::{CycleOutcome, CycleState};
 use super::execution::{ExecutedOrder, ExitReason, TrackedPosition};
+use super::risk::RiskConfig;
+use super::sizing::SizingMethod;
 use crate::domain::{ClientOrderId, Order};
 use crate::store::{
     CycleInputs, EquityMarks, FencedFinish, NewPosition, NewTrade, OrderRecord, OrderRole,
@@ -288,6 +290,18 @@ pub const PEAK_WINDOW: u64 = 5_000;
 /// does not grow with the subscription's age (a 5m bot that trades every hour closes ~8,700
 /// trades a year).
 pub const TRADE_WINDOW: u64 = 1_000;
+
+/// How many of the newest closed trades a cycle under `risk` reads: [`TRADE_WINDOW`] when it
+/// sizes by Kelly (the only reader of the trade statistics), else only as many as the loss
+/// streak breaker counts to (`max_consecutive_losses`; none when it is off). A mature
+/// subscription then costs no more per cycle than a new one.
+pub fn trade_window(risk: &RiskConfig) -> u64 {
+    if risk.capital.sizing_method == SizingMethod::Kelly {
+        TRADE_WINDOW
+    } else {
+        u64::from(risk.max_consecutive_losses)
+    }
+}
 
 /// The state the next cycle of `subscription` starts from: two queries (the open positions
 /// of the principal on the venue, the newest closed trades), then [`state_from_inputs`]. The

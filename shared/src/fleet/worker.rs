@@ -39,8 +39,8 @@ use crate::bot::cycle::{CycleError, CycleOutcome, CycleSpec, run_cycle};
 use crate::bot::execution::{ExecutionSettings, WriteGate};
 use crate::bot::llm::LlmAdvisor;
 use crate::bot::record::{
-    RecordContext, TRADE_WINDOW, equity_marks, record_outcome, record_outcome_at_once,
-    state_from_inputs,
+    RecordContext, equity_marks, record_outcome, record_outcome_at_once, state_from_inputs,
+    trade_window,
 };
 use crate::bot::risk::RiskConfig;
 use crate::bot::strategy::{Strategy, StrategyError};
@@ -579,6 +579,11 @@ impl Worker {
         let late = (started - job.slot) / i32::try_from(d.clock.speed()).unwrap_or(i32::MAX);
         d.metrics.schedule_lateness(job.slot, job.slot + late);
         let attempt = i32::try_from(info.attempt).unwrap_or(i32::MAX);
+        let risk: RiskConfig =
+            serde_json::from_value(sub.risk_config.clone()).map_err(|e| JobError::Config {
+                subscription_id: sub.id,
+                message: format!("risk_config: {e}"),
+            })?;
         let inputs = d
             .store
             .start_cycle(&CycleStart {
@@ -588,17 +593,12 @@ impl Worker {
                 attempt,
                 now: started,
                 subscription: sub,
-                trade_window: TRADE_WINDOW,
+                trade_window: trade_window(&risk),
             })
             .await?;
 
         let strategy_config = merged(&bot.default_config, &sub.strategy_config);
         let strategy = (d.strategies)(&bot.strategy, &strategy_config)?;
-        let risk: RiskConfig =
-            serde_json::from_value(sub.risk_config.clone()).map_err(|e| JobError::Config {
-                subscription_id: sub.id,
-                message: format!("risk_config: {e}"),
-            })?;
         let leverage = sub.leverage.get().to_u32().unwrap_or(1).max(1);
         let descriptor = crate::exchange::find_venue(&sub.exchange)?;
         let exchange = self.venue(sub, descriptor, started).await?;
