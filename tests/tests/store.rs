@@ -236,6 +236,79 @@ async fn pooled_connections_are_pinged_only_after_sitting_idle() {
     db.close().await;
 }
 
+/// The statement that starts a cycle is planned once per connection, not once per cycle, even
+/// for a subscription with a long trade history: PostgreSQL re-plans a prepared statement
+/// whose generic plan looks dearer than its custom plans (as `LIMIT $n` over many trades did).
+#[tokio::test]
+async fn starting_a_cycle_of_a_mature_subscription_uses_the_generic_plan() {
+    use tradefleet::config::DatabaseConfig;
+    let db = TestDb::postgres().await.unwrap();
+    let store = db.store();
+    let sub = subscription(store, "ann", t0()).await;
+    db.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO trades (subscription_id, symbol, side, quantity, entry_price, \
+             exit_price, realized_pnl, fees, status, opened_at, closed_at) \
+             SELECT {sub}, 'BTC/USDT:USDT', 'long', 1, 100, 101, g % 7 - 3, 0.1, 'closed', \
+             now() - g * interval '1 hour', now() - g * interval '1 hour' + interval '5 minutes' \
+             FROM generate_series(1, 5000) AS g; ANALYZE"
+        ))
+        .await
+        .unwrap();
+    let one = tradefleet::store::connect_config(&DatabaseConfig {
+        url: db.url().to_string(),
+        max_connections: 1,
+        ..DatabaseConfig::default()
+    })
+    .await
+    .unwrap();
+    let model = one.subscription(sub).await.unwrap();
+    let run = new_run(&one, sub, t0(), RunTrigger::Scheduled).await;
+    for window in [5, 1_000] {
+        for attempt in 1..=12 {
+            let inputs = one
+                .start_cycle(&tradefleet::store::CycleStart {
+                    run_id: run.id,
+                    worker_id: "w-1",
+                    fencing_token: 1,
+                    attempt,
+                    now: t0(),
+                    subscription: &model,
+                    trade_window: window,
+                })
+                .await
+                .unwrap();
+            assert_eq!(inputs.trade_pnls_newest_first.len() as u64, window);
+        }
+    }
+    let plans: Vec<(i64, i64)> = one
+        .connection()
+        .query_all_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+             WHERE statement LIKE 'WITH started AS%' ORDER BY statement",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<i64>("", "generic_plans").unwrap(),
+                r.try_get::<i64>("", "custom_plans").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(plans.len(), 2, "one statement per window size: {plans:?}");
+    for (generic, custom) in plans {
+        assert!(
+            custom <= 5 && generic >= 7,
+            "re-planned per cycle: {generic} generic, {custom} custom plans"
+        );
+    }
+    one.close().await.unwrap();
+    db.close().await;
+}
+
 test_both_backends!(
     async fn duplicate_slot_is_a_typed_already_exists(db) {
         let store = db.store();

@@ -377,18 +377,24 @@ impl<C: ConnectionTrait> Store<C> {
         }
         // The data-modifying CTE runs to completion whether or not the SELECT reads it. One
         // row at least (the pnl list LEFT JOIN the positions), position columns NULL when the
-        // principal has none open.
-        const SQL: &str = "WITH started AS (UPDATE cycle_runs SET status = 'running', \
-            worker_id = $2, fencing_token = $3, attempt = $4, started_at = $5 \
-            WHERE id = $1 RETURNING id), \
-            pnls AS (SELECT string_agg(t.realized_pnl::text, ',' ORDER BY t.opened_at DESC, \
-            t.id DESC) AS list FROM (SELECT realized_pnl, opened_at, id FROM trades \
-            WHERE subscription_id = $6 AND status = 'closed' \
-            ORDER BY opened_at DESC, id DESC LIMIT $7) t) \
-            SELECT (SELECT count(*) FROM started) AS tf_started, pnls.list AS tf_pnls, p.* \
-            FROM pnls LEFT JOIN positions p ON p.status = 'open' AND p.subscription_id IN \
-            (SELECT id FROM subscriptions WHERE principal_id = $8 AND exchange = $9) \
-            ORDER BY p.id";
+        // principal has none open. The trade window is a literal, not a parameter: with
+        // `LIMIT $n` the generic plan is costed for a tenth of the subscription's trades, so
+        // PostgreSQL keeps re-planning the statement for every cycle of a subscription with a
+        // long history (one statement text per window size, each prepared once per connection).
+        let sql = format!(
+            "WITH started AS (UPDATE cycle_runs SET status = 'running', \
+             worker_id = $2, fencing_token = $3, attempt = $4, started_at = $5 \
+             WHERE id = $1 RETURNING id), \
+             pnls AS (SELECT string_agg(t.realized_pnl::text, ',' ORDER BY t.opened_at DESC, \
+             t.id DESC) AS list FROM (SELECT realized_pnl, opened_at, id FROM trades \
+             WHERE subscription_id = $6 AND status = 'closed' \
+             ORDER BY opened_at DESC, id DESC LIMIT {}) t) \
+             SELECT (SELECT count(*) FROM started) AS tf_started, pnls.list AS tf_pnls, p.* \
+             FROM pnls LEFT JOIN positions p ON p.status = 'open' AND p.subscription_id IN \
+             (SELECT id FROM subscriptions WHERE principal_id = $7 AND exchange = $8) \
+             ORDER BY p.id",
+            start.trade_window
+        );
         let values: Vec<Value> = vec![
             start.run_id.into(),
             start.worker_id.into(),
@@ -396,7 +402,6 @@ impl<C: ConnectionTrait> Store<C> {
             start.attempt.into(),
             start.now.into(),
             sub.id.into(),
-            i64::try_from(start.trade_window).unwrap_or(i64::MAX).into(),
             sub.principal_id.into(),
             sub.exchange.as_str().into(),
         ];
@@ -405,7 +410,7 @@ impl<C: ConnectionTrait> Store<C> {
             .conn
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                SQL,
+                sql,
                 values,
             ))
             .await
