@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_yaml::Value;
 use tradefleet::config::{Config, ConfigSources};
-use tradefleet_tests::fleet::{free_port, http_get, terminate};
+use tradefleet_tests::fleet::{Proc, free_port, http_get, terminate};
 use tradefleet_tests::{Backend, TEST_VAULT_KEYS, TestDb, TestRedis, workspace_bin};
 
 fn workspace() -> PathBuf {
@@ -310,14 +310,20 @@ async fn the_manifests_start_the_real_binaries() {
             "TRADEFLEET__REDIS__KEY_PREFIX".into(),
             redis.prefix().into(),
         );
-        let mut child = Command::new(binary(&run.command[0]))
-            .args(&run.command[1..])
-            .env_clear()
-            .envs(&run.env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        // Killed on drop, so a failed assertion does not leave it running.
+        let mut proc = Proc {
+            name,
+            child: Command::new(binary(&run.command[0]))
+                .args(&run.command[1..])
+                .env_clear()
+                .envs(&run.env)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+            port: local,
+        };
+        let child = &mut proc.child;
         for probe in ["readinessProbe", "livenessProbe"] {
             let get = &container[probe]["httpGet"];
             assert_eq!(get["port"], declared["name"], "{name} {probe} port");
@@ -337,7 +343,7 @@ async fn the_manifests_start_the_real_binaries() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        let status = terminate(&mut child, grace)
+        let status = terminate(child, grace)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert!(status.success(), "{name} exited with {status} on SIGTERM");
